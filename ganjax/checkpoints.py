@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from ganjax.errors import CheckpointError
 from ganjax.state import GANState
 
 
@@ -41,11 +42,11 @@ def restore(mngr: ocp.CheckpointManager, target: Any, step: int | None = None) -
   """Restores the checkpoint at `step` (default: the latest) into the structure of `target`."""
   step = mngr.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+    raise CheckpointError(f"no checkpoint in {mngr.directory}")
   try:
     return mngr.restore(step, args=ocp.args.StandardRestore(target))
   except (ValueError, KeyError, TypeError) as e:
     first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise ValueError(
+    raise CheckpointError(
         f"checkpoint {mngr.directory}/{step} does not match the state the config builds "
         f"(a different model, optimizer or EMA setting?): {first_line}") from None

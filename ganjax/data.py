@@ -30,12 +30,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ganjax.errors import DataError
+
 DEFAULT_SYNTHETIC_SIZE = 1024
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-class DataError(ValueError):
-  """A data set that cannot be used as asked (missing, empty, unreadable)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +86,9 @@ def _tf():
 
 def _standardize(tf, image, image_size: int):
   """Any HxWxC uint8 image -> image_size x image_size x 3 uint8 (crop to square, resize)."""
-  image = image[..., :3]
-  image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.image.grayscale_to_rgb(image),
-                  lambda: image)
+  # Grey (1 channel) -> RGB by repetition; RGBA -> RGB by dropping alpha.
+  image = tf.cond(tf.shape(image)[-1] < 3, lambda: tf.tile(image[..., :1], [1, 1, 3]),
+                  lambda: image[..., :3])
   h, w = tf.shape(image)[0], tf.shape(image)[1]
 
   def crop_and_resize():
@@ -265,7 +263,7 @@ def training_batch(dataset: ImageDataset, *, seed: int, step: int, batch_size: i
   generator seeded from (seed, step, process) to uint8 images.
   """
   if batch_size % process_count:
-    raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
+    raise DataError(f"batch size {batch_size} is not divisible by the {process_count} processes")
   local = batch_size // process_count
   idx = batch_indices(len(dataset), seed=seed, step=step, batch_size=batch_size,
                       n_critic=n_critic)[:, process_index * local:(process_index + 1) * local]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ganjax.errors import ConfigError
 from ganjax import losses, models, optim, regularizers, steps
 from ganjax.state import GANState, create_state
 
@@ -64,7 +65,7 @@ class GAN:
 
 def dtype_of(name: str) -> Any:
   if name not in DTYPES:
-    raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
+    raise ConfigError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
   return DTYPES[name]
 
 
@@ -72,9 +73,9 @@ def build_gan(config: ml_collections.ConfigDict, data: DataSpec,
               batch_sharding: jax.sharding.Sharding | None = None) -> GAN:
   """Builds models, optimizers and step options from a config and the data's spec."""
   if config.n_critic < 1:
-    raise ValueError(f"n_critic must be at least 1, got {config.n_critic}")
+    raise ConfigError(f"n_critic must be at least 1, got {config.n_critic}")
   if config.image_size != data.image_shape[0]:
-    raise ValueError(f"config.image_size={config.image_size} but the data has images of shape "
+    raise ConfigError(f"config.image_size={config.image_size} but the data has images of shape "
                      f"{data.image_shape}")
   num_classes = data.num_classes if config.conditional else 0
   context = dict(image_size=data.image_shape[0], channels=data.image_shape[2],
@@ -117,7 +118,7 @@ def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, DataSpec]:
   """The config and data spec a run in `workdir` was trained with."""
   path = os.path.join(workdir, RUN_INFO_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")
+    raise ConfigError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")
   with open(path) as f:
     info = json.load(f)
   data = DataSpec(tuple(info["image_shape"]), tuple(info["class_names"]))

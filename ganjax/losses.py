@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ganjax.errors import ConfigError
+
 Array = jax.Array
 
 
@@ -124,11 +126,11 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 def get_objective(name: str) -> Objective:
-  """Returns the objective registered as `name`, or raises a ValueError listing the choices."""
+  """Returns the objective registered as `name`, or raises a ConfigError listing the choices."""
   try:
     return OBJECTIVES[name]
   except KeyError:
-    raise ValueError(
+    raise ConfigError(
         f"unknown loss {name!r}; choose one of {sorted(OBJECTIVES)}") from None
 
 

@@ -19,7 +19,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from ganjax import train  # pylint: disable=g-import-not-at-top
-from ganjax.data import DataError
+from ganjax.errors import GanjaxError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples and TensorBoard events.")
@@ -27,10 +27,6 @@ config_flags.DEFINE_config_file("config", None, "A config file from configs/.",
                                 lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
-# Errors that mean "the input is wrong", reported as one line (anything else is a bug and keeps
-# its traceback).
-USER_ERRORS = (DataError, ValueError, FileNotFoundError, train.NonFiniteLossError,
-               train.TrainingInterrupted)
 
 
 # Libraries whose INFO records (per-save orbax chatter, backend probing) drown the training log;
@@ -83,7 +79,7 @@ def main(argv: list[str]) -> None:
   logging.info("config:\n%s", config)
   try:
     train.train_and_evaluate(config, FLAGS.workdir)
-  except USER_ERRORS as e:
+  except GanjaxError as e:
     logging.flush()
     _fail(str(e))
 

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping
 
 import optax
 
+from ganjax.errors import ConfigError
+
 Schedule = Callable[[Any], Any]
 
 
@@ -92,18 +94,18 @@ def make_optimizer(section: Mapping[str, Any], total_updates: int,
   name = options.pop("name", None)
   schedule_name = options.pop("schedule", "constant")
   if name not in OPTIMIZERS:
-    raise ValueError(f"{what}: unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    raise ConfigError(f"{what}: unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
   if schedule_name not in SCHEDULES:
-    raise ValueError(f"{what}: unknown schedule {schedule_name!r}; choose one of "
+    raise ConfigError(f"{what}: unknown schedule {schedule_name!r}; choose one of "
                      f"{sorted(SCHEDULES)}")
   if "learning_rate" not in options:
-    raise ValueError(f"{what}: learning_rate is required")
+    raise ConfigError(f"{what}: learning_rate is required")
   learning_rate = options.pop("learning_rate")
   opt_fn, sched_fn = OPTIMIZERS[name], SCHEDULES[schedule_name]
   opt_keys, sched_keys = _options_of(opt_fn), _options_of(sched_fn)
   unknown = sorted(set(options) - opt_keys - sched_keys)
   if unknown:
-    raise ValueError(f"{what}: {unknown} is not an option of optimizer {name!r} "
+    raise ConfigError(f"{what}: {unknown} is not an option of optimizer {name!r} "
                      f"({sorted(opt_keys)}) or schedule {schedule_name!r} ({sorted(sched_keys)})")
   schedule = sched_fn(learning_rate, total_updates,
                       **{k: v for k, v in options.items() if k in sched_keys})

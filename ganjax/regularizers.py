@@ -8,24 +8,29 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
+
+from ganjax.errors import ConfigError
 
 Array = jax.Array
 Critic = Callable[[Array], Array]
 Params = Any
 
 
+def _at_least_f32(x: Array) -> Array:
+  """Low-precision (bfloat16) values are promoted to float32; float64 stays float64."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _per_example_input_gradients(critic: Critic, images: Array) -> Array:
   """d critic(x)_i / d x_i for every example i (examples are independent in the critic)."""
-  return jax.grad(lambda x: jnp.sum(critic(x).astype(jnp.float32)))(images)
+  return jax.grad(lambda x: jnp.sum(_at_least_f32(critic(x))))(images)
 
 
 def _per_example_norm(grads: Array) -> Array:
-  flat = grads.reshape(grads.shape[0], -1).astype(jnp.float32)
+  flat = _at_least_f32(grads.reshape(grads.shape[0], -1))
   return optax.safe_norm(flat, 0.0, axis=1)
 
 
@@ -60,7 +65,7 @@ def r1_penalty(critic: Critic, real: Array) -> Array:
   R1 = E_x[||grad_x D(x)||_2^2]. Mescheder, Geiger, Nowozin, "Which Training Methods for GANs
   do actually Converge?", ICML 2018, eq. (9); the critic minimizes gamma / 2 * R1.
   """
-  grads = _per_example_input_gradients(critic, real).astype(jnp.float32)
+  grads = _at_least_f32(_per_example_input_gradients(critic, real))
   return jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1))
 
 
@@ -72,6 +77,12 @@ def weight_clipping(clip_value: float) -> Callable[[Params], Params]:
   projection onto the box, `optax.projections.projection_box`.
   """
   if clip_value <= 0:
-    raise ValueError(f"weight clipping needs a positive clip value, got {clip_value}")
-  return functools.partial(optax.projections.projection_box, lower=-clip_value,
-                           upper=clip_value)
+    raise ConfigError(f"weight clipping needs a positive clip value, got {clip_value}")
+
+  def project(params: Params) -> Params:
+    # Bounds as trees: optax's projection_box maps over them together with the parameters.
+    lower = jax.tree.map(lambda p: jnp.full_like(p, -clip_value), params)
+    upper = jax.tree.map(lambda p: jnp.full_like(p, clip_value), params)
+    return optax.projections.projection_box(params, lower, upper)
+
+  return project

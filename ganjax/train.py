@@ -24,19 +24,12 @@ import ml_collections
 import numpy as np
 
 from ganjax import checkpoints, data, images
+from ganjax.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from ganjax.experiment import GAN, DataSpec, build_gan, write_run_info
 from ganjax.state import GANState
 
 Metrics = dict[str, float]
 Action = Callable[[int, GANState], None]
-
-
-class NonFiniteLossError(FloatingPointError):
-  """A loss or parameter became NaN or infinite."""
-
-
-class TrainingInterrupted(RuntimeError):
-  """Training stopped on a signal after saving a checkpoint."""
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
@@ -48,10 +41,10 @@ def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size <= 0 or batch_size % n:
-    raise ValueError(f"batch_size={batch_size} is not divisible by the {n} devices; use a "
+    raise ConfigError(f"batch_size={batch_size} is not divisible by the {n} devices; use a "
                      f"multiple of {n}")
   if batch_size % jax.process_count():
-    raise ValueError(f"batch_size={batch_size} is not divisible by the {jax.process_count()} "
+    raise ConfigError(f"batch_size={batch_size} is not divisible by the {jax.process_count()} "
                      "processes")
 
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import flax.linen as nn
 
+from ganjax.errors import ConfigError
 from ganjax.models import dcgan
 
 GENERATORS: dict[str, type[nn.Module]] = {
@@ -37,12 +38,12 @@ def _build(registry: Mapping[str, type[nn.Module]], role: str, options: Mapping[
   options = dict(options)
   name = options.pop("name", None)
   if name not in registry:
-    raise ValueError(f"unknown {role} {name!r}; choose one of {sorted(registry)}")
+    raise ConfigError(f"unknown {role} {name!r}; choose one of {sorted(registry)}")
   cls = registry[name]
   fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
   unknown = sorted(set(options) - fields)
   if unknown:
-    raise ValueError(f"{role} {name!r} has no option(s) {unknown}; it takes {sorted(fields)}")
+    raise ConfigError(f"{role} {name!r} has no option(s) {unknown}; it takes {sorted(fields)}")
   kwargs = {k: v for k, v in context.items() if k in fields}
   kwargs.update(options)
   return cls(**kwargs)

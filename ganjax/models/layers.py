@@ -7,6 +7,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ganjax.errors import ConfigError
+
 Array = Any
 ModuleFactory = Callable[..., Callable[[Array], Array]]
 
@@ -42,7 +44,7 @@ def normalization(kind: str, *, train: bool, dtype: Any = None,
   try:
     factory = NORMALIZATIONS[kind]
   except KeyError:
-    raise ValueError(
+    raise ConfigError(
         f"unknown normalization {kind!r}; choose one of {sorted(NORMALIZATIONS)}") from None
   return factory(train, dtype, name)
 
@@ -53,7 +55,7 @@ def num_resolution_steps(image_size: int, base_size: int = 4) -> int:
   while size < image_size:
     size, steps = size * 2, steps + 1
   if size != image_size or steps == 0:
-    raise ValueError(
+    raise ConfigError(
         f"image_size must be {base_size} times a power of two (8, 16, 32, 64, ...), "
         f"got {image_size}")
   return steps
