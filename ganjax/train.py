@@ -192,13 +192,17 @@ class Trainer:
 
   # -- periodic actions -------------------------------------------------------------------
 
+  def _last_checkpoint_text(self) -> str:
+    if self.last_saved_step is None:
+      return "no checkpoint was written"
+    return f"the last checkpoint (step {self.last_saved_step}) is intact"
+
   def save_checkpoint(self, step: int, state: GANState) -> None:
     if step == self.last_saved_step:
       return
     if not bool(_all_finite(state)):
-      raise NonFiniteLossError(
-          f"parameters became non-finite by step {step}; not saving it. The last checkpoint "
-          f"(step {self.last_saved_step}) is intact")
+      raise NonFiniteLossError(f"parameters became non-finite by step {step}; not saving them. "
+                               f"{self._last_checkpoint_text()}")
     checkpoints.save(self.ckpt, state, step)
     self.last_saved_step = step
 
@@ -243,9 +247,8 @@ class Trainer:
         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
         bad = sorted(k for k, v in values.items() if not np.isfinite(v))
         if bad:
-          raise NonFiniteLossError(
-              f"non-finite {', '.join(bad)} at step {step}; the last checkpoint "
-              f"(step {self.last_saved_step}) is intact")
+          raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step}; "
+                                   f"{self._last_checkpoint_text()}")
         log.add(values)
 
     try:
