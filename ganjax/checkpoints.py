@@ -1,0 +1,52 @@
+"""Checkpoints of the training state through orbax.
+
+Checkpoints live in ``WORKDIR/checkpoints/<step>/`` (the `orbax.checkpoint.CheckpointManager`
+default layout). Orbax writes each one to a temporary directory and renames it when complete,
+so an interrupted save never leaves a checkpoint that looks valid.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from ganjax.errors import CheckpointError
+from ganjax.state import GANState
+
+
+def manager(directory: str, max_to_keep: int | None = 3,
+            read_only: bool = False) -> ocp.CheckpointManager:
+  """A manager for the checkpoints in `directory` (created unless read-only)."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+                                         read_only=read_only)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save(mngr: ocp.CheckpointManager, state: GANState, step: int | None = None) -> None:
+  """Saves `state` under its step (asynchronously; `mngr.wait_until_finished()` to wait)."""
+  step = int(jax.device_get(state.step)) if step is None else step
+  mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+def abstract_state(init_fn, rng: jax.Array, sharding: jax.sharding.Sharding) -> Any:
+  """Shapes, dtypes and shardings of the state `init_fn(rng)` makes, without computing it."""
+  shapes = jax.eval_shape(init_fn, rng)
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def restore(mngr: ocp.CheckpointManager, target: Any, step: int | None = None) -> GANState:
+  """Restores the checkpoint at `step` (default: the latest) into the structure of `target`."""
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise CheckpointError(f"no checkpoint in {mngr.directory}")
+  try:
+    return mngr.restore(step, args=ocp.args.StandardRestore(target))
+  except (ValueError, KeyError, TypeError) as e:
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise CheckpointError(
+        f"checkpoint {mngr.directory}/{step} does not match the state the config builds "
+        f"(a different model, optimizer or EMA setting?): {first_line}") from None

@@ -1,0 +1,95 @@
+"""DCGAN generator and discriminator for small images (32x32 CIFAR-10 and other powers of 2).
+
+Radford, Metz, Chintala, "Unsupervised Representation Learning with Deep Convolutional
+Generative Adversarial Networks", ICLR 2016. The guidelines followed: no pooling (strided
+convolutions in the discriminator, transposed convolutions in the generator), batch norm in
+both players except at the generator output and the discriminator input, ReLU in the generator
+with tanh at its output, LeakyReLU in the discriminator, weights from N(0, 0.02). The layer
+shapes are those of PyTorch-StudioGAN's CIFAR-10 DCGAN (a 3x3 stride-1 convolution before every
+strided one in the discriminator, a 3x3 output convolution in the generator).
+
+The discriminator returns raw logits, so the same network is the WGAN critic (a linear output)
+with ``norm='batch'`` (WGAN) or ``norm='layer'`` / ``'none'`` (WGAN-GP).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ganjax.models import layers
+from ganjax.models.conv import UpConv
+
+Array = jax.Array
+dcgan_init = nn.initializers.normal(0.02)
+
+
+class Generator(nn.Module):
+  """z [B, z_dim] -> images [B, image_size, image_size, channels] in [-1, 1].
+
+  Dense to a 4x4 map of ``width * 2**n`` channels, then n blocks of (2x transposed
+  convolution, batch norm, ReLU) halving the channels, then a 3x3 convolution and tanh.
+  """
+
+  z_dim: int = 128
+  width: int = 64
+  image_size: int = 32
+  channels: int = 3
+  num_classes: int = 0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: Array, labels: Array | None = None, *, train: bool = True) -> Array:
+    del labels  # unconditional
+    n_up = layers.num_resolution_steps(self.image_size)
+    x = nn.Dense(4 * 4 * self.width * 2**n_up, kernel_init=dcgan_init, dtype=self.dtype,
+                 name="project")(z.astype(self.dtype))
+    x = x.reshape(z.shape[0], 4, 4, self.width * 2**n_up)
+    x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name="project_bn")(x))
+    for i in range(n_up):
+      x = UpConv(self.width * 2**(n_up - 1 - i), kernel_init=dcgan_init, dtype=self.dtype,
+                 name=f"up{i}")(x)
+      x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name=f"bn{i}")(x))
+    x = nn.Conv(self.channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
+                name="to_rgb")(x)
+    return jnp.tanh(x).astype(jnp.float32)
+
+
+class Discriminator(nn.Module):
+  """images [B, H, W, C] -> {'adv': logits [B]}.
+
+  n blocks of (3x3 stride-1 convolution, 4x4 stride-2 convolution), each followed by the
+  normalization and LeakyReLU (none after the very first convolution), channels doubling from
+  ``width``; then a 3x3 convolution, a sum over positions and a linear output.
+  """
+
+  width: int = 64
+  image_size: int = 32
+  norm: str = "batch"
+  negative_slope: float = 0.2
+  num_classes: int = 0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, labels: Array | None = None, *,
+               train: bool = True) -> dict[str, Array]:
+    del labels  # unconditional
+    n_down = layers.num_resolution_steps(self.image_size)
+    act = lambda h: nn.leaky_relu(h, self.negative_slope)
+    norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
+    conv = lambda features, k, s, name: nn.Conv(
+        features, (k, k), strides=(s, s), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
+        name=name)
+    h = x.astype(self.dtype)
+    for i in range(n_down):
+      features = self.width * 2**i
+      h = conv(features, 3, 1, f"conv{i}a")(h)
+      h = act(h if i == 0 else norm(f"norm{i}a")(h))
+      h = act(norm(f"norm{i}b")(conv(features, 4, 2, f"conv{i}b")(h)))
+    h = act(norm("norm_out")(conv(self.width * 2**n_down, 3, 1, "conv_out")(h)))
+    h = jnp.sum(h, axis=(1, 2))
+    adv = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="adv")(h)
+    return {"adv": adv[:, 0].astype(jnp.float32)}

@@ -1,0 +1,308 @@
+"""The training loop: the imperative shell around the pure `train_step`.
+
+`train_and_evaluate(config, workdir)` builds everything from the config, restores the latest
+checkpoint in ``workdir`` (or initializes), and runs `train_step` under `jax.jit` over a mesh
+of all devices (batch split on the ``'data'`` axis, state replicated and donated) until
+``config.num_train_steps``, with periodic console lines and TensorBoard scalars, sample grids,
+and orbax checkpoints. Running it again on the same workdir resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from typing import Any, Callable
+
+from absl import logging
+from clu import metric_writers
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+
+from ganjax import checkpoints, data, images
+from ganjax.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from ganjax.experiment import GAN, DataSpec, build_gan, write_run_info
+from ganjax.state import GANState
+
+Metrics = dict[str, float]
+Action = Callable[[int, GANState], None]
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh over all devices (of every process), axis ``'data'``."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ("data",))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  n = mesh.devices.size
+  if batch_size <= 0 or batch_size % n:
+    raise ConfigError(f"batch_size={batch_size} is not divisible by the {n} devices; use a "
+                     f"multiple of {n}")
+  if batch_size % jax.process_count():
+    raise ConfigError(f"batch_size={batch_size} is not divisible by the {jax.process_count()} "
+                     "processes")
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Sharding of a training batch [n_critic, B, ...]: B split over ``'data'``."""
+  return NamedSharding(mesh, P(None, "data"))
+
+
+def to_global_batch(local: dict[str, np.ndarray], sharding: NamedSharding,
+                    batch_size: int) -> dict[str, jax.Array]:
+  """Assembles every process's slice of a batch into global arrays on the mesh."""
+
+  def make(x):
+    global_shape = (x.shape[0], batch_size) + x.shape[2:]
+    return jax.make_array_from_process_local_data(sharding, x, global_shape)
+
+  return jax.tree.map(make, local)
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def fixed_sample_inputs(seed: int, gan: GAN, columns: int = 8
+                        ) -> tuple[jax.Array, jax.Array | None, int]:
+  """The fixed latents (and labels) of the sample grids, and the grid's number of rows.
+
+  Unconditional: an 8x8 grid. Conditional: one row per class, `columns` samples each.
+  """
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x5A3)
+  if gan.generator.num_classes:
+    rows = gan.generator.num_classes
+    labels = jnp.repeat(jnp.arange(rows, dtype=jnp.int32), columns)
+  else:
+    rows, labels = 8, None
+  z = jax.random.normal(key, (rows * columns, gan.generator.z_dim), jnp.float32)
+  return z, labels, rows
+
+
+@dataclasses.dataclass
+class _MetricLog:
+  """Accumulates per-step metrics between console/TensorBoard lines."""
+
+  total_steps: int
+  sums: dict[str, float] = dataclasses.field(default_factory=dict)
+  count: int = 0
+  last_time: float = dataclasses.field(default_factory=time.monotonic)
+  last_step: int = 0
+
+  def add(self, metrics: Metrics) -> None:
+    for k, v in metrics.items():
+      self.sums[k] = self.sums.get(k, 0.0) + v
+    self.count += 1
+
+  def restart_clock(self, step: int) -> None:
+    self.last_time, self.last_step = time.monotonic(), step
+
+  def flush(self, step: int) -> tuple[Metrics, float]:
+    now = time.monotonic()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+    self.sums, self.count, self.last_time, self.last_step = {}, 0, now, step
+    return means, rate
+
+  def line(self, step: int, means: Metrics, rate: float) -> str:
+    keys = sorted(means, key=lambda k: (not k.endswith("loss"), k))
+    values = " ".join(f"{k}={means[k]:.4g}" for k in keys)
+    eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if np.isfinite(eta) else "?"
+    if eta >= 86400:
+      eta_text = f"{eta / 86400:.1f}d"
+    return f"step {step}/{self.total_steps} | {values} | {rate:.3g} steps/s | ETA {eta_text}"
+
+
+class _StopSignal:
+  """Turns SIGTERM / SIGINT into a flag the loop checks between steps (a second SIGINT kills)."""
+
+  def __init__(self):
+    self.received: int | None = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.received is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = signum
+    logging.warning("received signal %d: saving a checkpoint after this step", signum)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+class Trainer:
+  """One training run in a workdir. `run()` trains to ``config.num_train_steps``."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    self.is_chief = jax.process_index() == 0
+    self.mesh = make_mesh()
+    check_batch_size(config.batch_size, self.mesh)
+    self.dataset = data.load_dataset(config.dataset, config.split, config.image_size,
+                                     data_dir=config.data_dir or None)
+    spec = DataSpec(self.dataset.image_shape, self.dataset.class_names)
+    self.gan = build_gan(config, spec, NamedSharding(self.mesh, P("data")))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = batch_sharding(self.mesh)
+    os.makedirs(workdir, exist_ok=True)
+    if self.is_chief:
+      write_run_info(workdir, config, spec, self.dataset.source)
+    self.ckpt = checkpoints.manager(os.path.join(workdir, "checkpoints"),
+                                    config.keep_checkpoints)
+    self.writer = (metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
+                   if self.is_chief else metric_writers.MultiWriter([]))
+    self.sample = jax.jit(self.gan.sample_fn(), out_shardings=self.replicated)
+    self.sample_z, self.sample_labels, self.sample_rows = fixed_sample_inputs(config.seed,
+                                                                              self.gan)
+    self.last_saved_step: int | None = None
+
+  # -- state ------------------------------------------------------------------------------
+
+  def initial_state(self) -> GANState:
+    """The latest checkpoint's state, or a freshly initialized one."""
+    rng = jax.random.PRNGKey(self.config.seed)
+    latest = self.ckpt.latest_step()
+    if latest is None:
+      logging.info("initializing a new run in %s", self.workdir)
+      return jax.jit(self.gan.init, out_shardings=self.replicated)(rng)
+    logging.info("resuming from %s/checkpoints/%d", self.workdir, latest)
+    target = checkpoints.abstract_state(self.gan.init, rng, self.replicated)
+    self.last_saved_step = latest
+    return checkpoints.restore(self.ckpt, target, latest)
+
+  # -- periodic actions -------------------------------------------------------------------
+
+  def save_checkpoint(self, step: int, state: GANState) -> None:
+    if step == self.last_saved_step:
+      return
+    if not bool(_all_finite(state)):
+      raise NonFiniteLossError(
+          f"parameters became non-finite by step {step}; not saving it. The last checkpoint "
+          f"(step {self.last_saved_step}) is intact")
+    checkpoints.save(self.ckpt, state, step)
+    self.last_saved_step = step
+
+  def write_samples(self, step: int, state: GANState) -> None:
+    samples = self.sample(state.sampling_variables, self.sample_z, self.sample_labels)
+    if not self.is_chief:
+      return
+    grid = images.make_grid(np.asarray(jax.device_get(samples)), rows=self.sample_rows)
+    images.save_png(grid, os.path.join(self.workdir, "samples", f"step_{step}.png"))
+    self.writer.write_images(step, {"samples": grid[None]})
+
+  # -- loop -------------------------------------------------------------------------------
+
+  def _compiled_step(self) -> Callable[..., Any]:
+    return jax.jit(self.gan.train_step(),
+                   in_shardings=(self.replicated, self.batch_sharding),
+                   out_shardings=(self.replicated, self.replicated),
+                   donate_argnums=0)
+
+  def run(self) -> GANState:
+    config = self.config
+    state = self.initial_state()
+    start = int(jax.device_get(state.step))
+    total = config.num_train_steps
+    if start >= total:
+      logging.info("run in %s is at step %d >= num_train_steps=%d: nothing to do",
+                   self.workdir, start, total)
+      return state
+    if self.is_chief and start == 0:
+      self.writer.write_hparams(dict(_flatten(config.to_dict())))
+    train_step = self._compiled_step()
+    batches = data.BatchIterator(
+        self.dataset, seed=config.seed, batch_size=config.batch_size,
+        n_critic=config.n_critic, start_step=start, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    log = _MetricLog(total_steps=total, last_step=start)
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
+
+    def check(upto: int) -> None:
+      while pending and pending[0][0] <= upto:
+        step, metrics = pending.pop(0)
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+        if bad:
+          raise NonFiniteLossError(
+              f"non-finite {', '.join(bad)} at step {step}; the last checkpoint "
+              f"(step {self.last_saved_step}) is intact")
+        log.add(values)
+
+    try:
+      with _StopSignal() as stop:
+        for step in range(start + 1, total + 1):
+          _, local = next(batches)
+          state, metrics = train_step(
+              state, to_global_batch(local, self.batch_sharding, config.batch_size))
+          pending.append((step, metrics))
+          check(step - 1)  # the previous step's metrics: keeps one step in flight
+          if step == start + 1:
+            check(step)
+            logging.info("step %d took %.1f s (including compilation)", step,
+                         time.monotonic() - log.last_time)
+            log.restart_clock(step)
+          last = step == total
+          if step % config.log_every_steps == 0 or last:
+            check(step)
+            means, rate = log.flush(step)
+            logging.info("%s", log.line(step, means, rate))
+            self.writer.write_scalars(step, {**means, "steps_per_sec": rate})
+          if step % config.sample_every_steps == 0 or last:
+            self.write_samples(step, state)
+          if step % config.checkpoint_every_steps == 0 or last:
+            check(step)
+            self.save_checkpoint(step, state)
+          if stop.received is not None and not last:
+            check(step)
+            self.save_checkpoint(step, state)
+            raise TrainingInterrupted(
+                f"stopped by signal {stop.received} at step {step}; checkpoint saved, run the "
+                "same command to resume")
+    finally:
+      batches.close()
+      self.ckpt.wait_until_finished()
+      self.writer.flush()
+    return state
+
+  def close(self) -> None:
+    self.ckpt.close()
+    self.writer.close()
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+  out = []
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.extend(_flatten(v, f"{prefix}{k}."))
+    else:
+      out.append((f"{prefix}{k}", v))
+  return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
+  """Trains (or resumes) the run `config` describes in `workdir`; returns the final state."""
+  trainer = Trainer(config, workdir)
+  try:
+    return trainer.run()
+  finally:
+    trainer.close()

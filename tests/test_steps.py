@@ -1,0 +1,102 @@
+"""The pure training step: purity, EMA, weight clipping, and 1 vs 4 devices."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ganjax import data, experiment
+from tests.conftest import REPO_ROOT, subprocess_env
+from tests.tiny import tiny_config
+
+
+def build(name, **overrides):
+  config = tiny_config(name, **overrides)
+  dataset = data.load_dataset(config.dataset, "train", config.image_size)
+  gan = experiment.build_gan(config, experiment.DataSpec(dataset.image_shape,
+                                                         dataset.class_names))
+  state = jax.jit(gan.init)(jax.random.PRNGKey(config.seed))
+  batch = data.training_batch(dataset, seed=0, step=0, batch_size=config.batch_size,
+                              n_critic=config.n_critic)
+  return gan, state, batch
+
+
+def test_step_is_pure_and_counts_steps():
+  gan, state, batch = build("dcgan")
+  step = jax.jit(gan.train_step())
+  s1, m1 = step(state, batch)
+  s2, m2 = step(state, batch)
+  assert int(s1.step) == 1 and int(state.step) == 0  # the input state is untouched
+  for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s2, m2))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert set(m1) >= {"d_loss", "g_loss", "d_real", "d_fake", "wasserstein"}
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.generator.params,
+                         s1.generator.params)
+  assert all(jax.tree.leaves(changed))  # every generator parameter moved
+  # Batch statistics were updated by the training-mode passes.
+  assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
+                                          state.discriminator.collections,
+                                          s1.discriminator.collections)))
+
+
+def test_ema_follows_its_formula():
+  gan, state, batch = build("dcgan", ema_decay=0.9, ema_start_step=1)
+  step = jax.jit(gan.train_step())
+  s1, _ = step(state, batch)  # step 0 < ema_start_step: the EMA copies the weights
+  jax.tree.map(lambda e, p: np.testing.assert_array_equal(e, p), s1.ema_params,
+               s1.generator.params)
+  s2, _ = step(s1, batch)
+  jax.tree.map(lambda e, old, new: np.testing.assert_allclose(e, 0.9 * old + 0.1 * new,
+                                                              rtol=1e-6, atol=1e-7),
+               s2.ema_params, s1.ema_params, s2.generator.params)
+  # Sampling uses the EMA weights when the state has them.
+  assert s2.sampling_variables["params"] is s2.ema_params
+
+
+def test_weight_clipping_bounds_the_critic_after_each_update():
+  gan, state, batch = build("wgan", **{"d_optimizer.learning_rate": 0.5, "n_critic": 2})
+  new_state, _ = jax.jit(gan.train_step())(state, batch)
+  leaves = np.concatenate([np.ravel(x) for x in jax.tree.leaves(new_state.discriminator.params)])
+  assert np.abs(leaves).max() <= np.float32(0.01)
+  assert np.mean(np.abs(leaves) == np.float32(0.01)) > 0.25  # the large steps hit the bound
+
+
+def test_sampling_is_inference_mode_and_in_range():
+  gan, state, _ = build("dcgan")
+  sample = jax.jit(gan.sample_fn())
+  z = jax.random.normal(jax.random.PRNGKey(1), (5, gan.generator.z_dim))
+  images = sample(state.sampling_variables, z, None)
+  assert images.shape == (5, 8, 8, 3)
+  assert float(jnp.abs(images).max()) <= 1.0
+  # Inference mode: an image does not depend on the rest of its batch.
+  np.testing.assert_allclose(sample(state.sampling_variables, z[:2], None), images[:2],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_step_rejects_a_batch_without_n_critic_batches():
+  gan, state, batch = build("wgan_gp")
+  with pytest.raises(ValueError, match="n_critic=5"):
+    gan.train_step()(state, jax.tree.map(lambda x: x[:2], batch))
+
+
+def _sharded_run(devices: int) -> dict:
+  env = subprocess_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  out = subprocess.run([sys.executable, "-m", "tests.sharded_step", "dcgan", "wgan_gp"],
+                       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
+  return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_one_and_four_devices_give_the_same_losses():
+  one, four = _sharded_run(1), _sharded_run(4)
+  assert one["devices"] == 1 and four["devices"] == 4
+  for config in ("dcgan", "wgan_gp"):  # batch norm across devices; gradient penalty
+    for key, values in one[config].items():
+      np.testing.assert_allclose(four[config][key], values, rtol=1e-5, atol=1e-5,
+                                 err_msg=f"{config} {key}")
