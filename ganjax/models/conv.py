@@ -2,8 +2,29 @@
 
 `UpConv` is the generator's 2x upsampling transposed convolution, with the semantics of
 PyTorch's ``ConvTranspose2d(kernel_size=4, stride=2, padding=1)``: an ``[N, H, W, C]`` input
-becomes ``[N, 2H, 2W, features]``. Its only parameter is ``kernel`` of shape
-``[4, 4, C, features]`` (and ``bias``), laid out as `flax.linen.ConvTranspose`'s kernel.
+becomes ``[N, 2H, 2W, features]``.
+
+Parameters (the same whatever ``impl`` computes them with, so checkpoints move between
+backends):
+
+* ``kernel``: ``[4, 4, C, features]``, laid out as `flax.linen.ConvTranspose`'s kernel (no
+  flip: the correlation kernel applied to the 2x-dilated input padded by 2). A PyTorch
+  ``ConvTranspose2d`` weight ``w`` of shape ``[C, features, 4, 4]`` maps to
+  ``kernel[i, j, c, f] = w[c, f, 3 - i, 3 - j]``.
+* ``bias``: ``[features]`` (when ``use_bias``).
+
+Implementations (``impl``):
+
+* ``"transpose"``: `jax.lax.conv_transpose`-style convolution with input dilation, the form
+  cuDNN and the TPU compiler handle natively.
+* ``"phase"``: sub-pixel (phase) decomposition. Output row ``2m + a`` only sees two input rows
+  and two kernel rows: phase ``a = 0`` uses input rows ``m - 1, m`` with kernel rows ``0, 2``;
+  phase ``a = 1`` uses input rows ``m, m + 1`` with kernel rows ``1, 3`` (columns likewise). So the layer is four stride-1 2x2 convolutions of the undilated input, one per
+  phase, whose outputs are interleaved. Same result and FLOPs/4 of the dilated form; on XLA's
+  CPU backend the dilated form's gradients run on a slow generic path (6-20x slower, see
+  ``experiments/PERF_NOTES.md``) while stride-1 "same-size" convolutions go to YNNPACK.
+* ``"auto"`` (default): ``"phase"`` when lowering for CPU, ``"transpose"`` elsewhere (chosen per
+  platform at lowering time with `jax.lax.platform_dependent`).
 """
 
 from __future__ import annotations
@@ -11,23 +32,115 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 Initializer = Callable[..., Any]
+Array = jax.Array
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+# Per output phase a in {0, 1} (along one spatial axis): the input padding of the stride-1 2x2
+# convolution computing it, and the two kernel taps it uses.
+_PHASES = {0: ((1, 0), (0, 2)), 1: ((0, 1), (1, 3))}
+
+
+def _check_nhwc(x: Array, kernel: Array, name: str) -> None:
+  if x.ndim != 4:
+    raise ValueError(f"{name} expects an NHWC input of rank 4, got shape {x.shape}")
+  if x.shape[-1] != kernel.shape[2]:
+    raise ValueError(f"{name}: input has {x.shape[-1]} channels, kernel expects "
+                     f"{kernel.shape[2]}")
+
+
+def up_conv_transpose(x: Array, kernel: Array) -> Array:
+  """2x transposed convolution (k=4, s=2, p=1) as one input-dilated convolution."""
+  _check_nhwc(x, kernel, "up_conv")
+  return lax.conv_general_dilated(
+      x, kernel, window_strides=(1, 1), padding=((2, 2), (2, 2)), lhs_dilation=(2, 2),
+      dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def up_conv_phase(x: Array, kernel: Array) -> Array:
+  """2x transposed convolution (k=4, s=2, p=1) as four stride-1 2x2 convolutions.
+
+  ``y[:, 2m + a, 2n + b] = conv2x2(pad(x, P_a, P_b), K[T_a][:, T_b])[:, m, n]`` with
+  ``(P_0, T_0) = ((1, 0), (0, 2))`` and ``(P_1, T_1) = ((0, 1), (1, 3))``. Each of the four
+  convolutions has the input's spatial size, so its input and kernel gradients are stride-1
+  convolutions of the same kind.
+  """
+  _check_nhwc(x, kernel, "up_conv")
+  n, h, w, _ = x.shape
+  f = kernel.shape[-1]
+  rows = []
+  for a in (0, 1):
+    pad_a, taps_a = _PHASES[a]
+    row = []
+    for b in (0, 1):
+      pad_b, taps_b = _PHASES[b]
+      k = jnp.stack([jnp.stack([kernel[i, j] for j in taps_b]) for i in taps_a])
+      row.append(lax.conv_general_dilated(
+          x, k, window_strides=(1, 1), padding=(pad_a, pad_b),
+          dimension_numbers=_DIMENSION_NUMBERS))
+    rows.append(jnp.stack(row, axis=3))  # [N, H, W, 2 (b), F]
+  y = jnp.stack(rows, axis=2)  # [N, H, 2 (a), W, 2 (b), F]
+  return y.reshape(n, 2 * h, 2 * w, f)
+
+
+UP_CONV_IMPLS: dict[str, Callable[[Array, Array], Array]] = {
+    "transpose": up_conv_transpose,
+    "phase": up_conv_phase,
+}
+
+
+def up_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
+  """PyTorch ``ConvTranspose2d(C, F, 4, stride=2, padding=1)`` on NHWC input (no bias).
+
+  Args:
+    x: ``[N, H, W, C]``.
+    kernel: ``[4, 4, C, F]`` in `flax.linen.ConvTranspose` layout (see the module docstring).
+    impl: ``"auto"``, ``"phase"`` or ``"transpose"``; all give the same result.
+
+  Returns:
+    ``[N, 2H, 2W, F]``.
+  """
+  if kernel.shape[:2] != (4, 4):
+    raise ValueError(f"up_conv expects a [4, 4, C, F] kernel, got shape {kernel.shape}")
+  if impl == "auto":
+    return lax.platform_dependent(x, kernel, cpu=up_conv_phase, default=up_conv_transpose)
+  if impl not in UP_CONV_IMPLS:
+    raise ValueError(f"unknown up_conv impl {impl!r}; expected 'auto' or one of "
+                     f"{sorted(UP_CONV_IMPLS)}")
+  return UP_CONV_IMPLS[impl](x, kernel)
 
 
 class UpConv(nn.Module):
-  """Transposed convolution, kernel 4, stride 2, output size twice the input size."""
+  """Transposed convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,2H,2W,F]``.
+
+  Attributes:
+    features: output channels F.
+    use_bias: add a learned ``bias`` of shape ``[F]``.
+    impl: ``"auto"`` (phase decomposition on CPU, dilated convolution elsewhere), ``"phase"``
+      or ``"transpose"``. Parameters do not depend on it.
+  """
 
   features: int
   use_bias: bool = True
+  impl: str = "auto"
   kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros_init()
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    return nn.ConvTranspose(
-        self.features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-        use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype,
-        param_dtype=self.param_dtype, name="conv")(x)
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = up_conv(x, kernel, self.impl)
+    if bias is not None:
+      y = y + bias
+    return y

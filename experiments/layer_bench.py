@@ -1,0 +1,103 @@
+"""Per-layer CPU timing of the DCGAN's convolutions: forward + backward (input and kernel grads).
+
+Each JAX form in layer_forms.py and PyTorch channels_last run in alternating windows in this one
+process; the figure per form is the median over rounds of (torch time / form time) in the same
+round, so load from other processes on the machine cancels out.
+
+  python experiments/layer_bench.py [--rounds 5] [--batch 64]
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+import layer_forms as lf
+
+UP_LAYERS = [(512, 256, 4), (256, 128, 8), (128, 64, 16)]  # (C, F, H_in)
+DOWN_LAYERS = [(64, 64, 32), (128, 128, 16), (256, 256, 8)]
+S1_LAYERS = [(3, 64, 32), (64, 128, 16), (128, 256, 8), (256, 512, 4), (64, 3, 32)]
+
+
+def jax_fn(form):
+  def f(x, k, g):
+    y, vjp = jax.vjp(form, x, k)
+    return y, *vjp(g)
+  return jax.jit(f)
+
+
+def timeit(fn, reps):
+  fn()
+  t = time.perf_counter()
+  for _ in range(reps):
+    fn()
+  return (time.perf_counter() - t) / reps
+
+
+def torch_layer(kind, c, f, h, n):
+  x = torch.randn(n, c, h, h).to(memory_format=torch.channels_last).requires_grad_()
+  if kind == "up":
+    w = torch.randn(c, f, 4, 4, requires_grad=True)
+    op = lambda: torch.nn.functional.conv_transpose2d(x, w, stride=2, padding=1)
+  elif kind == "down":
+    w = torch.randn(f, c, 4, 4).to(memory_format=torch.channels_last).requires_grad_()
+    op = lambda: torch.nn.functional.conv2d(x, w, stride=2, padding=1)
+  else:
+    w = torch.randn(f, c, 3, 3).to(memory_format=torch.channels_last).requires_grad_()
+    op = lambda: torch.nn.functional.conv2d(x, w, padding=1)
+  y = op()
+  g = torch.randn_like(y)
+
+  def run():
+    x.grad = None
+    w.grad = None
+    op().backward(g)
+  return run
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--rounds", type=int, default=5)
+  ap.add_argument("--reps", type=int, default=3)
+  ap.add_argument("--batch", type=int, default=64)
+  ap.add_argument("--only", default="up,down,s1")
+  args = ap.parse_args()
+  torch.set_num_threads(2)
+  n = args.batch
+  s1 = lambda x, k: lf.conv(x, k, padding=((1, 1), (1, 1)))
+  groups = {
+      "up": (UP_LAYERS, lf.UP, lambda h: 2 * h, 4),
+      "down": (DOWN_LAYERS, lf.DOWN, lambda h: h // 2, 4),
+      "s1": (S1_LAYERS, {"lax": s1}, lambda h: h, 3),
+  }
+  rng = np.random.default_rng(0)
+  for kind in args.only.split(","):
+    layers, forms, out_hw, ks = groups[kind]
+    for c, f, h in layers:
+      x = jnp.asarray(rng.standard_normal((n, h, h, c), np.float32))
+      k = jnp.asarray(rng.standard_normal((ks, ks, c, f), np.float32) * 0.05)
+      g = jnp.asarray(rng.standard_normal((n, out_hw(h), out_hw(h), f), np.float32))
+      fns = {name: jax_fn(form) for name, form in forms.items()}
+      runs = {name: (lambda fn=fn: jax.block_until_ready(fn(x, k, g))) for name, fn in fns.items()}
+      runs["torch_cl"] = torch_layer(kind, c, f, h, n)
+      times = {name: [] for name in runs}
+      for _ in range(args.rounds):
+        for name, run in runs.items():
+          times[name].append(timeit(run, args.reps))
+      flop = 2 * n * out_hw(h) ** 2 * f * c * ks * ks * 3 / (4 if kind == "up" else 1)
+      line = f"{kind:4s} C={c:3d} F={f:3d} H={h:2d}  {flop/1e9:5.2f} GFLOP  "
+      for name in runs:
+        ratio = statistics.median(t / tt for t, tt in zip(times["torch_cl"], times[name]))
+        line += f"| {name} {statistics.median(times[name])*1e3:7.1f} ms x{ratio:4.2f} "
+      print(line, flush=True)
+
+
+if __name__ == "__main__":
+  main()
