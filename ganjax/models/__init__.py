@@ -23,13 +23,17 @@ from typing import Any, Mapping
 import flax.linen as nn
 
 from ganjax.errors import ConfigError
-from ganjax.models import dcgan
+from ganjax.models import biggan, critic, dcgan, resnet
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "dcgan": dcgan.Generator,
+    "resnet": resnet.Generator,
+    "biggan": biggan.Generator,
 }
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "dcgan": dcgan.Discriminator,
+    "resnet": resnet.Discriminator,
+    "acgan_critic": critic.Critic,
 }
 
 

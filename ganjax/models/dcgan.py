@@ -10,6 +10,12 @@ strided one in the discriminator, a 3x3 output convolution in the generator).
 
 The discriminator returns raw logits, so the same network is the WGAN critic (a linear output)
 with ``norm='batch'`` (WGAN) or ``norm='layer'`` / ``'none'`` (WGAN-GP).
+
+Class-conditional forms (``num_classes > 0``): the generator takes the one-hot label
+concatenated to z (the conditional GAN of Mirza & Osindero, 2014, and the ACGAN generator of
+Odena et al., 2017); the discriminator takes it as one-hot planes concatenated to the image
+(``condition='input'``, cGAN), or has an auxiliary-classifier head (``'ac'``, ACGAN) or a
+projection head (``'projection'``); see `ganjax.models.conditioning`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ganjax.models import layers
+from ganjax.models import conditioning, layers
 from ganjax.models.conv import UpConv
 
 Array = jax.Array
@@ -43,10 +49,12 @@ class Generator(nn.Module):
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, *, train: bool = True) -> Array:
-    del labels  # unconditional
     n_up = layers.num_resolution_steps(self.image_size)
+    z = z.astype(self.dtype)
+    if self.num_classes:
+      z = jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=1)
     x = nn.Dense(4 * 4 * self.width * 2**n_up, kernel_init=dcgan_init, dtype=self.dtype,
-                 name="project")(z.astype(self.dtype))
+                 name="project")(z)
     x = x.reshape(z.shape[0], 4, 4, self.width * 2**n_up)
     x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name="project_bn")(x))
     for i in range(n_up):
@@ -59,11 +67,12 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """images [B, H, W, C] -> {'adv': logits [B]}.
+  """images [B, H, W, C] (+ labels) -> {'adv': logits [B]} (+ 'class_logits' for 'ac').
 
   n blocks of (3x3 stride-1 convolution, 4x4 stride-2 convolution), each followed by the
   normalization and LeakyReLU (none after the very first convolution), channels doubling from
-  ``width``; then a 3x3 convolution, a sum over positions and a linear output.
+  ``width``; then a 3x3 convolution, a sum over positions and a linear output (and the class
+  head of ``condition`` when conditional; optional dropout on the pooled features).
   """
 
   width: int = 64
@@ -71,12 +80,14 @@ class Discriminator(nn.Module):
   norm: str = "batch"
   negative_slope: float = 0.2
   num_classes: int = 0
+  condition: str = "input"
+  dropout: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, labels: Array | None = None, *,
                train: bool = True) -> dict[str, Array]:
-    del labels  # unconditional
+    conditioning.check_condition(self.condition)
     n_down = layers.num_resolution_steps(self.image_size)
     act = lambda h: nn.leaky_relu(h, self.negative_slope)
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
@@ -84,6 +95,8 @@ class Discriminator(nn.Module):
         features, (k, k), strides=(s, s), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
         name=name)
     h = x.astype(self.dtype)
+    if self.condition == "input" and self.num_classes:
+      h = conditioning.label_planes(h, labels, self.num_classes)
     for i in range(n_down):
       features = self.width * 2**i
       h = conv(features, 3, 1, f"conv{i}a")(h)
@@ -91,5 +104,8 @@ class Discriminator(nn.Module):
       h = act(norm(f"norm{i}b")(conv(features, 4, 2, f"conv{i}b")(h)))
     h = act(norm("norm_out")(conv(self.width * 2**n_down, 3, 1, "conv_out")(h)))
     h = jnp.sum(h, axis=(1, 2))
-    adv = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="adv")(h)
-    return {"adv": adv[:, 0].astype(jnp.float32)}
+    if self.dropout:
+      h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    return conditioning.discriminator_head(h, labels, condition=self.condition,
+                                           num_classes=self.num_classes, init="N02",
+                                           dtype=self.dtype)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from ganjax.errors import ConfigError
+from ganjax.models.spectral import maybe_spectral
 
 Array = Any
 ModuleFactory = Callable[..., Callable[[Array], Array]]
@@ -59,3 +61,61 @@ def num_resolution_steps(image_size: int, base_size: int = 4) -> int:
         f"image_size must be {base_size} times a power of two (8, 16, 32, 64, ...), "
         f"got {image_size}")
   return steps
+
+
+# -- Weight initializers and (optionally spectrally normalized) linear layers -----------------
+
+INITIALIZERS: dict[str, Callable[[], Callable[..., Array]]] = {
+    # PyTorch-StudioGAN's init names (ops.init_weights); biases start at zero.
+    "ortho": nn.initializers.orthogonal,
+    "N02": lambda: nn.initializers.normal(0.02),
+    "xavier": nn.initializers.xavier_uniform,
+    "glorot": nn.initializers.xavier_uniform,
+    # PyTorch's default for Conv2d / Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    "torch": lambda: nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+}
+
+
+def initializer(name: str) -> Callable[..., Array]:
+  """A weight initializer by name: 'ortho', 'N02', 'xavier' / 'glorot' or 'torch'."""
+  try:
+    return INITIALIZERS[name]()
+  except KeyError:
+    raise ConfigError(
+        f"unknown init {name!r}; choose one of {sorted(INITIALIZERS)}") from None
+
+
+def conv(features: int, kernel: int, *, name: str, spectral_norm: bool = False,
+         init: str = "ortho", strides: int = 1, use_bias: bool = True,
+         dtype: Any = None) -> Callable[[Array], Array]:
+  """A 'same'-padded k x k convolution (PyTorch padding k // 2), spectrally normalized or not."""
+  pad = kernel // 2
+  return maybe_spectral(functools.partial(
+      nn.Conv, features, (kernel, kernel), strides=(strides, strides), padding=pad,
+      use_bias=use_bias, kernel_init=initializer(init), dtype=dtype), spectral_norm, name)
+
+
+def dense(features: int, *, name: str, spectral_norm: bool = False, init: str = "ortho",
+          use_bias: bool = True, dtype: Any = None) -> Callable[[Array], Array]:
+  """A linear layer, spectrally normalized or not."""
+  return maybe_spectral(functools.partial(
+      nn.Dense, features, use_bias=use_bias, kernel_init=initializer(init), dtype=dtype),
+      spectral_norm, name)
+
+
+def embed(num_embeddings: int, features: int, *, name: str, spectral_norm: bool = False,
+          init: str = "ortho", dtype: Any = None) -> Callable[[Array], Array]:
+  """A class embedding table ``[num_embeddings, features]``, spectrally normalized or not."""
+  return maybe_spectral(functools.partial(
+      nn.Embed, num_embeddings, features, embedding_init=initializer(init), dtype=dtype),
+      spectral_norm, name)
+
+
+def avg_pool2(x: Array) -> Array:
+  """2x2 average pooling, stride 2."""
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+def upsample_nearest2(x: Array) -> Array:
+  """Nearest-neighbour 2x upsampling of an NHWC map."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
