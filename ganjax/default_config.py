@@ -45,6 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.r1_penalty = 0.0              # R1 gamma (0 = off)
   c.weight_clip = 0.0             # WGAN weight clipping bound c (0 = off)
   c.aux_classifier_weight = 0.0   # ACGAN class-loss weight (0 = off)
+  c.aux_classifier_on_fake = True  # D's class loss also on generated images (Odena et al.)
+  c.label_smoothing = 0.0         # one-sided: real targets 1 - s in the BCE D loss (0 = off)
   c.unroll_critic = True          # unroll the critic loop (faster on the CPU)
 
   # Optimizers (see ganjax.optim).

@@ -87,11 +87,12 @@ def build_gan(config: ml_collections.ConfigDict, data: DataSpec,
   d_tx = optim.make_optimizer(config.d_optimizer.to_dict(),
                               config.num_train_steps * config.n_critic, "d_optimizer")
   options = steps.StepOptions(
-      objective=losses.get_objective(config.loss),
+      objective=losses.get_objective(config.loss, config.label_smoothing),
       n_critic=config.n_critic,
       gradient_penalty=config.gradient_penalty,
       r1_penalty=config.r1_penalty,
       aux_classifier_weight=config.aux_classifier_weight,
+      aux_classifier_on_fake=config.aux_classifier_on_fake,
       d_projection=(regularizers.weight_clipping(config.weight_clip)
                     if config.weight_clip else None),
       ema_decay=config.ema_decay,

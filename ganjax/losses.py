@@ -13,6 +13,7 @@ All return the batch mean as a float32 scalar. Objectives are looked up by name 
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -125,13 +126,41 @@ OBJECTIVES: dict[str, Objective] = {
 }
 
 
-def get_objective(name: str) -> Objective:
-  """Returns the objective registered as `name`, or raises a ConfigError listing the choices."""
+def smoothed_bce_discriminator_loss(real: Array, fake: Array, smoothing: float) -> Array:
+  """BCE discriminator loss with one-sided label smoothing: real targets 1 - s, fake targets 0.
+
+  L_D = E[(1 - s) softplus(-real) + s softplus(real)] + E[softplus(fake)], i.e. the cross-entropy
+  of sigmoid(real) against the target 1 - s. Only the real targets are smoothed, so D's optimum
+  is (1 - s) p_data / (p_data + p_model) and no incentive appears where p_data = 0. Salimans et
+  al., "Improved Techniques for Training GANs", NeurIPS 2016, section 3.4.
+  """
+  s = smoothing
+  return (_mean((1.0 - s) * jax.nn.softplus(-real) + s * jax.nn.softplus(real)) +
+          _mean(jax.nn.softplus(fake)))
+
+
+def get_objective(name: str, label_smoothing: float = 0.0) -> Objective:
+  """Returns the objective registered as `name`, or raises a ConfigError listing the choices.
+
+  `label_smoothing` s > 0 applies one-sided label smoothing to the discriminator loss; only the
+  objectives with a binary cross-entropy discriminator loss take it.
+  """
   try:
-    return OBJECTIVES[name]
+    objective = OBJECTIVES[name]
   except KeyError:
     raise ConfigError(
         f"unknown loss {name!r}; choose one of {sorted(OBJECTIVES)}") from None
+  if not label_smoothing:
+    return objective
+  if not 0.0 < label_smoothing < 1.0:
+    raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+  if objective.discriminator_loss is not bce_discriminator_loss:
+    bce = sorted(k for k, v in OBJECTIVES.items()
+                 if v.discriminator_loss is bce_discriminator_loss)
+    raise ConfigError(f"label_smoothing applies to the cross-entropy losses {bce}, not to "
+                      f"loss {name!r}")
+  return objective._replace(discriminator_loss=functools.partial(
+      smoothed_bce_discriminator_loss, smoothing=label_smoothing))
 
 
 def classification_loss(logits: Array, labels: Array, label_smoothing: float = 0.0) -> Array:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from ganjax import losses, regularizers
+from ganjax.models.spectral import SPECTRAL
 from ganjax.state import GANState, PlayerState
 
 Array = jax.Array
@@ -40,6 +41,10 @@ class StepOptions:
     r1_penalty: weight gamma of the R1 penalty, applied as gamma / 2 * R1 (0 = off).
     aux_classifier_weight: weight of the auxiliary-classifier cross-entropy in both players'
       losses (ACGAN; 0 = off). Needs a discriminator with ``'class_logits'``.
+    aux_classifier_on_fake: whether the discriminator's class loss also covers generated
+      images with their sampled labels (Odena et al., 2017: D maximizes L_S + L_C over real and
+      fake) or only real ones (PyTorch-StudioGAN's ACGAN). The generator's class loss is always
+      on its own images.
     d_projection: projection of the discriminator parameters after each of its updates (e.g.
       `ganjax.regularizers.weight_clipping`), or None.
     ema_decay: decay of the EMA of the generator weights (used when the state keeps one).
@@ -56,6 +61,7 @@ class StepOptions:
   gradient_penalty: float = 0.0
   r1_penalty: float = 0.0
   aux_classifier_weight: float = 0.0
+  aux_classifier_on_fake: bool = True
   d_projection: Callable[[PyTree], PyTree] | None = None
   ema_decay: float = 0.999
   ema_start_step: int = 0
@@ -64,16 +70,22 @@ class StepOptions:
 
 
 def apply_model(module: nn.Module, params: PyTree, collections: PyTree, *args: Any,
-                train: bool, rng: Array | None = None) -> tuple[Any, PyTree]:
+                train: bool, rng: Array | None = None,
+                update_spectral: bool = False) -> tuple[Any, PyTree]:
   """Applies a module, returning (output, updated non-trainable collections).
 
-  In training mode every non-trainable collection (batch statistics, spectral-norm vectors) is
-  mutable and comes back updated; `rng` feeds the ``'dropout'`` stream.
+  In training mode the non-trainable collections (batch statistics) are mutable and come back
+  updated; the spectral-norm vectors (``'spectral'``) only with `update_spectral`, which the
+  step sets on the first training-mode application of a player per update of that player (one
+  power iteration per update; see `ganjax.models.spectral`). `rng` feeds the ``'dropout'``
+  stream.
   """
   rngs = {"dropout": rng} if rng is not None else None
   variables = {"params": params, **collections}
-  if train and collections:
-    return module.apply(variables, *args, train=True, mutable=list(collections), rngs=rngs)
+  mutable = [c for c in collections if c != SPECTRAL or update_spectral] if train else []
+  if mutable:
+    out, updates = module.apply(variables, *args, train=True, mutable=mutable, rngs=rngs)
+    return out, {**collections, **updates}
   return module.apply(variables, *args, train=train, rngs=rngs), collections
 
 
@@ -126,7 +138,8 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
   def critic_loss(d_params, d_collections, real, real_labels, fake, fake_labels, rng):
     rng_real, rng_fake, rng_gp = jax.random.split(rng, 3)
     real_out, d_collections = apply_model(discriminator, d_params, d_collections, real,
-                                          real_labels, train=True, rng=rng_real)
+                                          real_labels, train=True, rng=rng_real,
+                                          update_spectral=True)
     fake_out, d_collections = apply_model(discriminator, d_params, d_collections, fake,
                                           fake_labels, train=True, rng=rng_fake)
     adv_loss = objective.discriminator_loss(real_out["adv"], fake_out["adv"])
@@ -148,8 +161,9 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
       loss += 0.5 * o.r1_penalty * r1
       metrics["r1_penalty"] = r1
     if o.aux_classifier_weight:
-      class_loss = (losses.classification_loss(real_out["class_logits"], real_labels) +
-                    losses.classification_loss(fake_out["class_logits"], fake_labels))
+      class_loss = losses.classification_loss(real_out["class_logits"], real_labels)
+      if o.aux_classifier_on_fake:
+        class_loss += losses.classification_loss(fake_out["class_logits"], fake_labels)
       loss += o.aux_classifier_weight * class_loss
       metrics["d_class_loss"] = class_loss
       metrics["d_real_class_acc"] = _class_accuracy(real_out["class_logits"], real_labels)
@@ -162,7 +176,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     z_key, loss_key = jax.random.split(jax.random.fold_in(step_rng, index))
     z, fake_labels = sample_latents(z_key, generator, real.shape[0], o.batch_sharding)
     fake, g_collections = apply_model(generator, g_params, g_collections, z, fake_labels,
-                                      train=True)
+                                      train=True)  # G's spectral vectors move in its update
     grads, (d_collections, metrics) = jax.grad(critic_loss, has_aux=True)(
         d_player.params, d_player.collections, real, real_labels,
         jax.lax.stop_gradient(fake), fake_labels, loss_key)
@@ -173,7 +187,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     z_key, d_key = jax.random.split(rng)
     z, fake_labels = sample_latents(z_key, generator, batch_size, o.batch_sharding)
     fake, g_collections = apply_model(generator, g_params, g_collections, z, fake_labels,
-                                      train=True)
+                                      train=True, update_spectral=True)
     fake_out, _ = apply_model(discriminator, d_player.params, d_player.collections, fake,
                               fake_labels, train=True, rng=d_key)
     loss = objective.generator_loss(fake_out["adv"])

@@ -18,6 +18,18 @@ TINY_OVERRIDES = {
 }
 
 
+# Configs whose architecture needs more than the common shrinking: self-attention needs 8
+# channels and a block output at its resolution (16x16 images: G blocks at 8 and 16, D blocks at
+# 8); BigGAN splits z into one chunk per block plus one (3 chunks at 16x16).
+CONFIG_OVERRIDES = {
+    "sagan": {"image_size": 16, "generator.width": 8, "discriminator.width": 8,
+              "generator.attention_resolution": 16, "discriminator.attention_resolution": 8},
+    "biggan": {"image_size": 16, "generator.width": 8, "discriminator.width": 8,
+               "generator.z_dim": 9, "generator.shared_dim": 4,
+               "generator.attention_resolution": 16, "discriminator.attention_resolution": 8},
+}
+
+
 def load_config(name: str):
   """configs/<name>.py's get_config()."""
   path = os.path.join(REPO_ROOT, "configs", f"{name}.py")
@@ -33,7 +45,7 @@ def tiny_config(name: str, **overrides):
   config.update(TINY_OVERRIDES)
   config.generator.update(width=4, z_dim=8)
   config.discriminator.update(width=4)
-  for key, value in overrides.items():
+  for key, value in {**CONFIG_OVERRIDES.get(name, {}), **overrides}.items():
     target = config
     *path, leaf = key.split(".")
     for part in path:
@@ -42,9 +54,10 @@ def tiny_config(name: str, **overrides):
   return config
 
 
-def tiny_flags(**overrides) -> list[str]:
-  """The same shrinking as command-line overrides."""
+def tiny_flags(config: str | None = None, **overrides) -> list[str]:
+  """The same shrinking as command-line overrides (with `config`'s extra shrinking)."""
   values = dict(TINY_OVERRIDES)
   values.update({"generator.width": 4, "generator.z_dim": 8, "discriminator.width": 4})
+  values.update(CONFIG_OVERRIDES.get(config, {}))
   values.update(overrides)
   return [f"--config.{k}={v}" for k, v in values.items()]
