@@ -5,11 +5,14 @@ iteration on the weight reshaped to a matrix ``[fan_in, fan_out]`` (every axis b
 by the output axis; the transpose of PyTorch's ``[out, in * kh * kw]``, which has the same
 singular values):
 
-    v <- normalize(W u),  u <- normalize(W^T v),  sigma = v^T W u
+    u <- normalize(W^T v),  v <- normalize(W u),  sigma = v^T W u
 
-with ``normalize(x) = x / max(||x||, eps)``. u (``[fan_out]``) and v (``[fan_in]``) live in the
-non-trainable collection ``'spectral'`` (`SPECTRAL`), are never differentiated, and sigma is
-differentiated through W only -- as PyTorch's ``torch.nn.utils.spectral_norm``.
+with ``normalize(x) = x / max(||x||, eps)``: the order of PyTorch's
+``torch.nn.utils.parametrizations.spectral_norm`` (whose ``u = normalize(W_t v)`` is our first
+line for ``W_t = W^T``); the older ``torch.nn.utils.spectral_norm`` used by
+PyTorch-StudioGAN runs the same iteration shifted by half a step. u (``[fan_out]``) and v
+(``[fan_in]``) live in the non-trainable collection ``'spectral'`` (`SPECTRAL`), are never
+differentiated, and sigma is differentiated through W only, as in PyTorch.
 
 When does u move? A layer runs one power iteration (and stores the new u, v) exactly when the
 ``'spectral'`` collection is mutable in the ``apply`` call; otherwise it uses the stored u, v
@@ -50,13 +53,13 @@ def as_matrix(kernel: Array) -> Array:
   return jnp.reshape(kernel, (-1, kernel.shape[-1]))
 
 
-def power_iteration(w: Array, u: Array, n_steps: int = 1,
+def power_iteration(w: Array, v: Array, n_steps: int = 1,
                     eps: float = DEFAULT_EPS) -> tuple[Array, Array]:
-  """`n_steps` power iterations on the matrix w ``[m, n]`` from u ``[n]``: returns (u, v)."""
-  v = None
+  """`n_steps` power iterations on the matrix w ``[m, n]`` from v ``[m]``: returns (u, v)."""
+  u = None
   for _ in range(n_steps):
-    v = l2_normalize(w @ u, eps)
     u = l2_normalize(w.T @ v, eps)
+    v = l2_normalize(w @ u, eps)
   return u, v
 
 
@@ -104,15 +107,15 @@ class SpectralNorm(nn.Module):
     fan_in, fan_out = w.shape
     eps = self.eps
 
-    def init_u():
-      return l2_normalize(jax.random.normal(self.make_rng("params"), (fan_out,)), eps)
+    def init_v():
+      return l2_normalize(jax.random.normal(self.make_rng("params"), (fan_in,)), eps)
 
-    u_var = self.variable(SPECTRAL, f"{name}/u", init_u)
-    v_var = self.variable(SPECTRAL, f"{name}/v", lambda: l2_normalize(
-        jax.lax.stop_gradient(w) @ u_var.value, eps))
+    v_var = self.variable(SPECTRAL, f"{name}/v", init_v)
+    u_var = self.variable(SPECTRAL, f"{name}/u", lambda: l2_normalize(
+        jax.lax.stop_gradient(w).T @ v_var.value, eps))
     u, v = u_var.value, v_var.value
     if update:
-      u, v = power_iteration(jax.lax.stop_gradient(w), u, self.n_steps, eps)
+      u, v = power_iteration(jax.lax.stop_gradient(w), v, self.n_steps, eps)
       u_var.value, v_var.value = u, v
     u, v = jax.lax.stop_gradient(u), jax.lax.stop_gradient(v)
     sigma = spectral_norm_estimate(w, u, v)
