@@ -109,6 +109,8 @@ def _plain_head(h, labels, num_classes, make):
 def _projection_head(h, labels, num_classes, make):
   adv = _adv(h, make)
   if num_classes:
+    if labels is None:
+      raise ValueError("the projection discriminator needs the class labels of its input")
     y = make("embed", num_classes, h.shape[-1], name="projection")(labels)
     adv = adv + jnp.sum(y * h, axis=-1)
   return {"adv": adv}
@@ -151,8 +153,5 @@ def discriminator_head(h: Array, labels: Array | None, *, condition: str, num_cl
     return factory(*args, name=name, spectral_norm=spectral_norm, init=init, dtype=dtype,
                    **kwargs)
 
-  if not num_classes:
-    labels = None
-  out = DISCRIMINATOR_HEADS[condition](h, labels, num_classes if labels is not None else 0,
-                                       make)
+  out = DISCRIMINATOR_HEADS[condition](h, labels if num_classes else None, num_classes, make)
   return {k: v.astype(jnp.float32) for k, v in out.items()}

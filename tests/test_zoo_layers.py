@@ -1,0 +1,154 @@
+"""Self-attention, conditional batch norm, discriminator heads, the ACGAN critic: against
+direct numpy computations of their formulas."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ganjax.models import attention, conditioning, critic, layers
+
+
+def _set(tree, path, value):
+  tree = flax.core.unfreeze(tree)
+  node = tree
+  for part in path[:-1]:
+    node = node[part]
+  node[path[-1]] = value
+  return tree
+
+
+def _softmax(x):
+  e = np.exp(x - x.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _maxpool2(x):
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+@pytest.mark.parametrize("pool_keys", [True, False])
+def test_self_attention_matches_numpy(pool_keys):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 4, 6, 16)).astype(np.float32)
+  module = attention.SelfAttention(pool_keys=pool_keys)
+  params = module.init(jax.random.PRNGKey(0), jnp.asarray(x))["params"]
+  params = _set(params, ("gamma",), jnp.float32(0.7))
+  y = np.asarray(module.apply({"params": params}, jnp.asarray(x)))
+
+  k = {name: np.asarray(params[name]["kernel"])[0, 0] for name in ("theta", "phi", "g", "out")}
+  theta = (x @ k["theta"]).reshape(2, 24, 2)
+  phi, g = x @ k["phi"], x @ k["g"]
+  if pool_keys:
+    phi, g = _maxpool2(phi), _maxpool2(g)
+  phi, g = phi.reshape(2, -1, 2), g.reshape(2, -1, 8)
+  beta = _softmax(np.einsum("bnc,bmc->bnm", theta, phi))
+  assert beta.shape == (2, 24, 6 if pool_keys else 24)
+  o = (np.einsum("bnm,bmc->bnc", beta, g) @ k["out"]).reshape(x.shape)
+  np.testing.assert_allclose(y, x + 0.7 * o, rtol=1e-5, atol=1e-5)
+
+
+def test_self_attention_starts_as_the_identity():
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 4, 8))
+  module = attention.SelfAttention(spectral_norm=True)
+  variables = module.init(jax.random.PRNGKey(0), x)
+  assert float(variables["params"]["gamma"]) == 0.0
+  np.testing.assert_array_equal(np.asarray(module.apply(variables, x)), np.asarray(x))
+
+
+def test_conditional_batch_norm_uses_per_class_gain_and_bias():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(6, 3, 3, 4)).astype(np.float32)
+  labels = np.array([0, 1, 2, 1, 0, 2])
+  module = conditioning.ConditionalBatchNorm(num_classes=3)
+  variables = module.init(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(labels),
+                          train=True)
+  y, _ = module.apply(variables, jnp.asarray(x), jnp.asarray(labels), train=True,
+                      mutable=["batch_stats"])
+  gain = np.asarray(variables["params"]["gain"]["embedding"])[labels]
+  bias = np.asarray(variables["params"]["bias"]["embedding"])[labels]
+  mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+  expected = ((x - mean) / np.sqrt(var + conditioning.BN_EPS) * (1 + gain[:, None, None]) +
+              bias[:, None, None])
+  np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_conditional_batch_norm():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(4, 2, 2, 3)).astype(np.float32)
+  cond = rng.normal(size=(4, 5)).astype(np.float32)
+  module = conditioning.LinearConditionalBatchNorm(spectral_norm=False)
+  variables = module.init(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(cond), train=True)
+  y, _ = module.apply(variables, jnp.asarray(x), jnp.asarray(cond), train=True,
+                      mutable=["batch_stats"])
+  w_g = np.asarray(variables["params"]["gain"]["kernel"])
+  w_b = np.asarray(variables["params"]["bias"]["kernel"])
+  normed = (x - x.mean((0, 1, 2))) / np.sqrt(x.var((0, 1, 2)) + conditioning.BN_EPS)
+  expected = normed * (1 + cond @ w_g)[:, None, None] + (cond @ w_b)[:, None, None]
+  np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-4, atol=1e-5)
+
+
+class _Head(flax.linen.Module):
+  condition: str
+  num_classes: int
+
+  @flax.linen.compact
+  def __call__(self, h, labels):
+    return conditioning.discriminator_head(h, labels, condition=self.condition,
+                                           num_classes=self.num_classes)
+
+
+@pytest.mark.parametrize("condition", ["projection", "ac", "none"])
+def test_discriminator_heads(condition):
+  rng = np.random.default_rng(3)
+  h = rng.normal(size=(5, 6)).astype(np.float32)
+  labels = np.array([0, 3, 2, 3, 1])
+  module = _Head(condition, 4)
+  params = module.init(jax.random.PRNGKey(0), jnp.asarray(h), jnp.asarray(labels))["params"]
+  out = module.apply({"params": params}, jnp.asarray(h), jnp.asarray(labels))
+  adv = h @ np.asarray(params["adv"]["kernel"])[:, 0] + np.asarray(params["adv"]["bias"])[0]
+  if condition == "projection":  # Miyato & Koyama (2018), eq. (3)
+    adv = adv + np.sum(np.asarray(params["projection"]["embedding"])[labels] * h, axis=1)
+  np.testing.assert_allclose(np.asarray(out["adv"]), adv, rtol=1e-5, atol=1e-5)
+  if condition == "ac":
+    np.testing.assert_allclose(np.asarray(out["class_logits"]),
+                               h @ np.asarray(params["classifier"]["kernel"]), rtol=1e-5,
+                               atol=1e-5)
+  else:
+    assert set(out) == {"adv"}
+
+
+def test_label_planes():
+  x = jnp.zeros((2, 3, 3, 1))
+  y = conditioning.label_planes(x, jnp.array([2, 0]), 3)
+  assert y.shape == (2, 3, 3, 4)
+  np.testing.assert_array_equal(np.asarray(y[0, 1, 2]), [0, 0, 0, 1])
+  np.testing.assert_array_equal(np.asarray(y[1, 0, 0]), [0, 1, 0, 0])
+
+
+def test_upsample_and_pool():
+  x = jnp.arange(4.0).reshape(1, 2, 2, 1)
+  up = layers.upsample_nearest2(x)
+  np.testing.assert_array_equal(np.asarray(up[0, :, :, 0]),
+                                [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+  np.testing.assert_array_equal(np.asarray(layers.avg_pool2(up)), np.asarray(x))
+
+
+def test_acgan_critic_exposes_its_layers_and_classifies():
+  model = critic.Critic(width=8, num_classes=10, dropout=0.5)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 32, 32, 3))
+  variables = model.init(jax.random.PRNGKey(1), x, None, train=False)
+  out, state = model.apply(variables, x, None, train=False, mutable=[critic.INTERMEDIATES])
+  assert out["adv"].shape == (3,) and out["class_logits"].shape == (3, 10)
+  shapes = {k: v[0].shape for k, v in state[critic.INTERMEDIATES].items()}
+  assert shapes == {"conv1": (3, 32, 32, 8), "conv2": (3, 16, 16, 8), "conv3": (3, 16, 16, 8),
+                    "conv4": (3, 8, 8, 8), "conv5": (3, 8, 8, 8), "conv6": (3, 8, 8, 8),
+                    "conv7": (3, 8, 8, 8), "conv8": (3, 4, 4, 8)}
+  convs = [k for k in variables["params"] if k.startswith("conv")]
+  assert len(convs) == 8
+  # Dropout draws from the 'dropout' stream in training mode only.
+  a = model.apply(variables, x, None, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+  b = model.apply(variables, x, None, train=True, rngs={"dropout": jax.random.PRNGKey(3)})
+  assert not np.allclose(np.asarray(a["adv"]), np.asarray(b["adv"]))
