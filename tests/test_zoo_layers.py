@@ -143,9 +143,9 @@ def test_acgan_critic_exposes_its_layers_and_classifies():
   out, state = model.apply(variables, x, None, train=False, mutable=[critic.INTERMEDIATES])
   assert out["adv"].shape == (3,) and out["class_logits"].shape == (3, 10)
   shapes = {k: v[0].shape for k, v in state[critic.INTERMEDIATES].items()}
-  assert shapes == {"conv1": (3, 32, 32, 8), "conv2": (3, 16, 16, 8), "conv3": (3, 16, 16, 8),
-                    "conv4": (3, 8, 8, 8), "conv5": (3, 8, 8, 8), "conv6": (3, 8, 8, 8),
-                    "conv7": (3, 8, 8, 8), "conv8": (3, 4, 4, 8)}
+  assert shapes == {"layer1": (3, 32, 32, 8), "layer2": (3, 16, 16, 8),
+                    "layer3": (3, 16, 16, 8), "layer4": (3, 8, 8, 8), "layer5": (3, 8, 8, 8),
+                    "layer6": (3, 8, 8, 8), "layer7": (3, 8, 8, 8), "layer8": (3, 4, 4, 8)}
   convs = [k for k in variables["params"] if k.startswith("conv")]
   assert len(convs) == 8
   # Dropout draws from the 'dropout' stream in training mode only.

@@ -10,7 +10,7 @@ and ``num_classes`` class logits (``'class_logits'``).
 Layer norm here normalizes each example over (H, W, C) with a per-channel gain and bias (the
 exercise's ``nn.LayerNorm((C, H, W))`` has a gain per position and channel). Dropout after each
 activation is optional. The activation after each convolution is recorded with
-``self.sow('intermediates', 'conv{i}', h)`` so feature extractors can read every layer:
+``self.sow('intermediates', 'layer{i}', h)`` so feature extractors can read every layer:
 ``model.apply(variables, x, train=False, mutable=['intermediates'])``.
 
 The same network trained alone on labelled data is a CIFAR-10 classifier (``'class_logits'``).
@@ -68,7 +68,7 @@ class Critic(nn.Module):
       h = nn.leaky_relu(h, self.negative_slope)
       if self.dropout:
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-      self.sow(INTERMEDIATES, f"conv{i + 1}", h)
+      self.sow(INTERMEDIATES, f"layer{i + 1}", h)
     h = jnp.max(h, axis=(1, 2))
     return conditioning.discriminator_head(
         h, labels, condition=self.condition, num_classes=self.num_classes,
