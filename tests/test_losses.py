@@ -79,3 +79,24 @@ def test_classification_loss_hand_computed():
 def test_unknown_objective_names_the_choices():
   with pytest.raises(ConfigError, match="unknown loss 'wgan'.*hinge"):
     losses.get_objective("wgan")
+
+
+def test_one_sided_label_smoothing_matches_the_cross_entropy_with_target_1_minus_s():
+  real = jnp.array([2.0, -1.0, 0.5])
+  fake = jnp.array([-0.3, 1.2])
+  s = 0.1
+  sig = lambda x: 1 / (1 + np.exp(-np.asarray(x, np.float64)))
+  expected = (np.mean(-(1 - s) * np.log(sig(real)) - s * np.log(1 - sig(real))) +
+              np.mean(-np.log(1 - sig(fake))))
+  objective = losses.get_objective("nonsaturating", label_smoothing=s)
+  assert float(objective.discriminator_loss(real, fake)) == pytest.approx(expected, rel=1e-5)
+  # The generator's loss and the unsmoothed loss are unchanged.
+  assert objective.generator_loss is losses.OBJECTIVES["nonsaturating"].generator_loss
+  assert losses.get_objective("nonsaturating", 0.0) is losses.OBJECTIVES["nonsaturating"]
+
+
+def test_label_smoothing_only_for_cross_entropy_losses():
+  with pytest.raises(ConfigError, match="label_smoothing applies to the cross-entropy"):
+    losses.get_objective("hinge", label_smoothing=0.1)
+  with pytest.raises(ConfigError, match=r"must be in \[0, 1\)"):
+    losses.get_objective("minimax", label_smoothing=1.5)
