@@ -36,8 +36,9 @@ def _count(tree):
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
-# Parameter counts of the full-size CIFAR-10 networks (conditional, 10 classes); see
-# experiments/zoo_param_counts.md for the same networks in PyTorch-StudioGAN.
+# Parameter counts of the full-size CIFAR-10 networks (conditional, 10 classes): the same as
+# PyTorch-StudioGAN's SNGAN / SAGAN / BigGAN-Mod CIFAR-10 models (models/resnet.py,
+# models/big_resnet.py; see experiments/ZOO_NOTES.md).
 FULL_SIZE_COUNTS = {
     "sngan": (4_304_387, 1_055_105),
     "sagan": (4_386_308, 1_075_586),
