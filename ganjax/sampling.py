@@ -1,0 +1,86 @@
+"""Drawing many samples from a trained generator, in fixed-size jitted batches.
+
+Latents of batch b are drawn from ``fold_in(PRNGKey(seed), b)``, so the same (seed, count,
+batch size) always gives the same images. Conditional generators get labels: either a fixed
+class per requested block (``per_class``) or labels cycling through the classes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
+
+from ganjax import checkpoints
+from ganjax.data import to_uint8
+from ganjax.errors import CheckpointError
+from ganjax.experiment import GAN, build_gan, read_run_info
+from ganjax.state import GANState
+
+PyTree = Any
+
+
+class Sampler:
+  """Samples uint8 images from a generator's variables, batch by batch, over a device mesh."""
+
+  def __init__(self, gan: GAN, mesh: Mesh, batch_size: int = 256):
+    n = mesh.devices.size
+    self.batch_size = max(n, -(-batch_size // n) * n)  # a multiple of the device count
+    self.generator = gan.generator
+    self.num_classes = gan.generator.num_classes
+    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    self._sample = jax.jit(gan.sample_fn(), in_shardings=(replicated, split, split),
+                           out_shardings=split)
+
+  def _latents(self, seed: int, index: int) -> jax.Array:
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
+    return jax.random.normal(key, (self.batch_size, self.generator.z_dim), jnp.float32)
+
+  def batches(self, variables: PyTree, num: int, *, seed: int = 0, label: int | None = None
+              ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """`num` images as (uint8 [n, H, W, C], int32 labels [n] or None) batches.
+
+    Conditional generators use `label` for every image, or labels cycling 0, 1, ..., K-1 when
+    `label` is None (so any prefix of the samples is nearly class-balanced).
+    """
+    done, index = 0, 0
+    while done < num:
+      labels = None
+      if self.num_classes:
+        positions = np.arange(done, done + self.batch_size)
+        labels = np.full(self.batch_size, label, np.int32) if label is not None else (
+            positions % self.num_classes).astype(np.int32)
+      images = self._sample(variables, self._latents(seed, index), labels)
+      take = min(self.batch_size, num - done)
+      yield (to_uint8(jax.device_get(images)[:take]),
+             None if labels is None else labels[:take])
+      done += take
+      index += 1
+
+
+def load_run(workdir: str, step: int | None = None) -> tuple[Any, GAN, GANState]:
+  """The config, models and restored state of the run in `workdir` (latest checkpoint by default).
+
+  Needs no data: the data spec comes from the run's ``run_info.json``.
+  """
+  config, spec = read_run_info(workdir)
+  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  gan = build_gan(config, spec)
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"{workdir!r} has no checkpoints directory")
+  mngr = checkpoints.manager(directory, read_only=True)
+  try:
+    target = checkpoints.abstract_state(gan.init, jax.random.PRNGKey(config.seed),
+                                        NamedSharding(mesh, P()))
+    if step is not None and step not in mngr.all_steps():
+      raise CheckpointError(f"no checkpoint for step {step} in {directory} (there are "
+                            f"{sorted(mngr.all_steps())})")
+    state = checkpoints.restore(mngr, target, step)
+  finally:
+    mngr.close()
+  return config, gan, state
