@@ -87,12 +87,13 @@ def build_gan(config: ml_collections.ConfigDict, data: DataSpec,
   d_tx = optim.make_optimizer(config.d_optimizer.to_dict(),
                               config.num_train_steps * config.n_critic, "d_optimizer")
   options = steps.StepOptions(
-      objective=losses.get_objective(config.loss, config.label_smoothing),
+      # .get: runs recorded before these keys existed read back without them.
+      objective=losses.get_objective(config.loss, config.get("label_smoothing", 0.0)),
       n_critic=config.n_critic,
       gradient_penalty=config.gradient_penalty,
       r1_penalty=config.r1_penalty,
       aux_classifier_weight=config.aux_classifier_weight,
-      aux_classifier_on_fake=config.aux_classifier_on_fake,
+      aux_classifier_on_fake=config.get("aux_classifier_on_fake", True),
       d_projection=(regularizers.weight_clipping(config.weight_clip)
                     if config.weight_clip else None),
       ema_decay=config.ema_decay,
