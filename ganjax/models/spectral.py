@@ -20,11 +20,12 @@ as they are (sigma = v^T W u), as PyTorch does in eval mode. The training step
 (`ganjax.steps`) makes ``'spectral'`` mutable only in the first training-mode application of
 each player per update of that player: the discriminator's pass on the real batch of each
 critic update, and the generator's pass in the generator update. The other applications in the
-same update (the fake batch, the gradient-penalty pass, the discriminator inside the generator
-loss, the generator producing the critic's fakes) reuse the u, v just stored, so every
-application within an update normalizes by the same sigma and each player's u advances by
-exactly one iteration per update of that player. Sampling (``train=False`` without mutable
-collections) never updates u.
+step (the fake batch and the gradient-penalty pass, which therefore normalize by the same
+sigma as the real pass; the discriminator inside the generator loss, with D's just-updated
+weights; the generator producing the critic's fakes) use the stored u, v without iterating, so
+each player's u advances by exactly one iteration per update of that player. Sampling
+(``train=False``, nothing mutable) never updates u. At initialization v is drawn from a
+normal distribution and normalized, and one iteration runs.
 """
 
 from __future__ import annotations
