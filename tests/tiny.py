@@ -19,14 +19,13 @@ TINY_OVERRIDES = {
 
 
 # Configs whose architecture needs more than the common shrinking: self-attention needs 8
-# channels and a block output at its resolution (16x16 images: G blocks at 8 and 16, D blocks at
-# 8); BigGAN splits z into one chunk per block plus one (3 chunks at 16x16).
+# channels and a block output at its resolution (8x8 images: the generator's block outputs 8x8,
+# the discriminator's blocks 4x4).
 CONFIG_OVERRIDES = {
-    "sagan": {"image_size": 16, "generator.width": 8, "discriminator.width": 8,
-              "generator.attention_resolution": 16, "discriminator.attention_resolution": 8},
-    "biggan": {"image_size": 16, "generator.width": 8, "discriminator.width": 8,
-               "generator.z_dim": 9, "generator.shared_dim": 4,
-               "generator.attention_resolution": 16, "discriminator.attention_resolution": 8},
+    "sagan": {"generator.width": 8, "discriminator.width": 8,
+              "generator.attention_resolution": 8, "discriminator.attention_resolution": 4},
+    "biggan": {"generator.width": 8, "discriminator.width": 8, "generator.shared_dim": 4,
+               "generator.attention_resolution": 8, "discriminator.attention_resolution": 4},
 }
 
 
