@@ -50,7 +50,8 @@ def test_config_trains_two_steps_and_samples_each_class(name):
   samples = jax.jit(gan.sample_fn())(state.sampling_variables, z, labels)
   assert rows == 10 and samples.shape == (80,) + dataset.image_shape
   assert np.all(np.isfinite(np.asarray(samples))) and float(jnp.abs(samples).max()) <= 1
-  np.testing.assert_array_equal(np.asarray(labels).reshape(10, 8), np.arange(10)[:, None])
+  np.testing.assert_array_equal(np.asarray(labels).reshape(10, 8),
+                                np.repeat(np.arange(10)[:, None], 8, axis=1))  # row = class
   grid = images.make_grid(np.asarray(samples), rows=rows)
   assert grid.shape[0] == 10 * (config.image_size + 2) + 2
 
