@@ -21,7 +21,9 @@ BATCH = re.compile(r"batch_size: (\d+)")
 def summarize(path: str) -> str:
   with open(path) as f:
     text = f.read()
-  rates = [(int(m.group(1)), float(m.group(3))) for m in LINE.finditer(text)]
+  # A console line on the first step of a (resumed) run has no interval to measure: rate 0.
+  rates = [(int(m.group(1)), float(m.group(3))) for m in LINE.finditer(text)
+           if float(m.group(3)) > 0]
   first = [f"step {m.group(1)}: {float(m.group(2)):.0f} s" for m in FIRST.finditer(text)]
   batch = int(BATCH.search(text).group(1)) if BATCH.search(text) else 0
   if not rates:
