@@ -57,6 +57,8 @@ def parse_args(argv=None):
   ap.add_argument("--up_impl_b", default=None, help="UpConv impl of the second JAX step")
   ap.add_argument("--skip_torch", action="store_true")
   ap.add_argument("--dump_hlo", default=None, help="write the optimized HLO text here")
+  ap.add_argument("--compile_only", action="store_true",
+                  help="compile (and --dump_hlo) the JAX step, report slow-path convolutions, exit")
   ap.add_argument("--json", default=None, help="append the result as a JSON line to this file")
   return ap.parse_args(argv)
 
@@ -118,7 +120,28 @@ def build_jax_step(args, extra_variants=(), up_impl=None):
     holder["state"] = s
     return metrics
 
+  if args.compile_only:
+    print(json.dumps({"compile_s": round(compile_s, 1),
+                      "generic_path_convolutions": generic_path_convolutions(compiled.as_text())}))
+    sys.exit(0)
   return run, np_images(images), compile_s, flops
+
+
+def generic_path_convolutions(hlo_text: str) -> int:
+  """Convolutions left outside YNNPACK fusions in an optimized CPU HLO module."""
+  count, in_ynn = 0, False
+  ynn_computations = set()
+  for line in hlo_text.splitlines():
+    if '"kind":"__ynn_fusion"' in line and "calls=" in line:
+      ynn_computations.add(line.split("calls=")[1].split(",")[0].strip())
+  current = None
+  for line in hlo_text.splitlines():
+    if line and not line.startswith(" ") and "{" in line:
+      current = line.split()[0].lstrip("%") if not line.startswith("ENTRY") else "ENTRY"
+    elif " convolution(" in line and ("%" + str(current)) not in ynn_computations \
+        and current not in ynn_computations:
+      count += 1
+  return count
 
 
 def np_images(images):
