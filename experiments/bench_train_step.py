@@ -43,6 +43,8 @@ def parse_args(argv=None):
   ap.add_argument("--xla_flags", default=None, help="appended to XLA_FLAGS before JAX starts")
   ap.add_argument("--torch_format", choices=["channels_last", "nchw"], default="channels_last")
   ap.add_argument("--torch_threads", type=int, default=2)
+  ap.add_argument("--torch_flush_denormal", action="store_true",
+                  help="torch.set_flush_denormal(True) (XLA's CPU code flushes denormals already)")
   ap.add_argument("--critic_norm", choices=["layer", "none"], default="layer",
                   help="WGAN-GP critic normalization (ganjax's config uses layer norm)")
   ap.add_argument("--negative_slope", type=float, default=0.1)
@@ -155,16 +157,18 @@ def build_torch_step(args, images):
   import torch_reference as tr
 
   torch.set_num_threads(args.torch_threads)
+  if args.torch_flush_denormal:
+    torch.set_flush_denormal(True)
   torch.manual_seed(0)
   channels_last = args.torch_format == "channels_last"
   if args.model == "wgan_gp":
     it = tr.WGANGPIteration(args.batch, args.width, channels_last=channels_last,
                             norm=args.critic_norm, negative_slope=args.negative_slope)
-    real = it.to_device_format(torch.from_numpy(images))
+    real = it.to_device_format(torch.from_numpy(images.copy()))
   else:
     it = tr.DCGANIteration(args.batch, args.width, channels_last=channels_last,
                            negative_slope=args.negative_slope)
-    real = it.to_device_format(torch.from_numpy(images[0]))
+    real = it.to_device_format(torch.from_numpy(images[0].copy()))
 
   def run(n):
     for _ in range(n):
@@ -203,6 +207,8 @@ def main(argv=None):
       "model": args.model, "batch": args.batch, "variant": args.variant,
       "up_impl": args.up_impl, "scan_critic": args.scan_critic,
       "xla_flags": os.environ.get("XLA_FLAGS", ""), "torch_format": args.torch_format,
+      "torch_flush_denormal": args.torch_flush_denormal,
+      "load_average_1min": round(os.getloadavg()[0], 1),
       "critic_norm": args.critic_norm if args.model == "wgan_gp" else "batch",
       "compile_s": round(compile_s, 1),
       "gflop_per_iter": round(flops / 1e9, 1) if flops else None,
