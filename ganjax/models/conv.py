@@ -2,9 +2,12 @@
 
 `UpConv` is the generator's 2x upsampling transposed convolution, with the semantics of
 PyTorch's ``ConvTranspose2d(kernel_size=4, stride=2, padding=1)``: an ``[N, H, W, C]`` input
-becomes ``[N, 2H, 2W, features]``.
+becomes ``[N, 2H, 2W, features]``. `DownConv` is the discriminator's 2x downsampling
+convolution, PyTorch's ``Conv2d(kernel_size=4, stride=2, padding=1)``, with
+`flax.linen.Conv`'s parameters (see its docstring). Both have a CPU-fast form built only from
+stride-1 "same-size" convolutions, chosen automatically when lowering for the CPU.
 
-Parameters (the same whatever ``impl`` computes them with, so checkpoints move between
+UpConv parameters (the same whatever ``impl`` computes them with, so checkpoints move between
 backends):
 
 * ``kernel``: ``[4, 4, C, features]``, laid out as `flax.linen.ConvTranspose`'s kernel (no
@@ -19,9 +22,10 @@ Implementations (``impl``):
   cuDNN and the TPU compiler handle natively.
 * ``"phase"``: sub-pixel (phase) decomposition. Output row ``2m + a`` only sees two input rows
   and two kernel rows: phase ``a = 0`` uses input rows ``m - 1, m`` with kernel rows ``0, 2``;
-  phase ``a = 1`` uses input rows ``m, m + 1`` with kernel rows ``1, 3`` (columns likewise). So the layer is four stride-1 2x2 convolutions of the undilated input, one per
-  phase, whose outputs are interleaved. Same result and FLOPs/4 of the dilated form; on XLA's
-  CPU backend the dilated form's gradients run on a slow generic path (6-20x slower, see
+  phase ``a = 1`` uses input rows ``m, m + 1`` with kernel rows ``1, 3`` (columns likewise).
+  So the layer is four stride-1 2x2 convolutions of the undilated input, one per phase, whose
+  outputs are interleaved: the same result with a quarter of the dilated form's FLOPs (which
+  multiplies the inserted zeros). On XLA's CPU backend the dilated form's gradients run on a slow generic path (6-20x slower, see
   ``experiments/PERF_NOTES.md``) while stride-1 "same-size" convolutions go to YNNPACK.
 * ``"auto"`` (default): ``"phase"`` when lowering for CPU, ``"transpose"`` elsewhere (chosen per
   platform at lowering time with `jax.lax.platform_dependent`).
