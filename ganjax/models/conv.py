@@ -25,8 +25,9 @@ Implementations (``impl``):
   phase ``a = 1`` uses input rows ``m, m + 1`` with kernel rows ``1, 3`` (columns likewise).
   So the layer is four stride-1 2x2 convolutions of the undilated input, one per phase, whose
   outputs are interleaved: the same result with a quarter of the dilated form's FLOPs (which
-  multiplies the inserted zeros). On XLA's CPU backend the dilated form's gradients run on a slow generic path (6-20x slower, see
-  ``experiments/PERF_NOTES.md``) while stride-1 "same-size" convolutions go to YNNPACK.
+  multiplies the inserted zeros). On XLA's CPU backend the dilated form runs on a slow generic
+  path (6-20x slower, see ``experiments/PERF_NOTES.md``) while stride-1 "same-size"
+  convolutions, and their gradients, go to YNNPACK.
 * ``"auto"`` (default): ``"phase"`` when lowering for CPU, ``"transpose"`` elsewhere (chosen per
   platform at lowering time with `jax.lax.platform_dependent`).
 """
