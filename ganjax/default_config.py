@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.r1_penalty = 0.0              # R1 gamma (0 = off)
   c.weight_clip = 0.0             # WGAN weight clipping bound c (0 = off)
   c.aux_classifier_weight = 0.0   # ACGAN class-loss weight (0 = off)
-  c.unroll_critic = True          # unroll the critic loop (faster on the CPU)
+  c.unroll_critic = True          # critic updates as straight-line code, not a lax.scan
 
   # Optimizers (see ganjax.optim).
   c.g_optimizer = optimizer("adam", 2e-4, b1=0.5, b2=0.999)
