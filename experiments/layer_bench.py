@@ -68,8 +68,10 @@ def main():
   ap.add_argument("--reps", type=int, default=3)
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--only", default="up,down,s1")
+  ap.add_argument("--forms", default=None, help="comma-separated form names to time (default all)")
+  ap.add_argument("--torch_threads", type=int, default=2)
   args = ap.parse_args()
-  torch.set_num_threads(2)
+  torch.set_num_threads(args.torch_threads)
   n = args.batch
   s1 = lambda x, k: lf.conv(x, k, padding=((1, 1), (1, 1)))
   groups = {
@@ -84,7 +86,8 @@ def main():
       x = jnp.asarray(rng.standard_normal((n, h, h, c), np.float32))
       k = jnp.asarray(rng.standard_normal((ks, ks, c, f), np.float32) * 0.05)
       g = jnp.asarray(rng.standard_normal((n, out_hw(h), out_hw(h), f), np.float32))
-      fns = {name: jax_fn(form) for name, form in forms.items()}
+      keep = set(args.forms.split(",")) if args.forms else set(forms)
+      fns = {name: jax_fn(form) for name, form in forms.items() if name in keep}
       runs = {name: (lambda fn=fn: jax.block_until_ready(fn(x, k, g))) for name, fn in fns.items()}
       runs["torch_cl"] = torch_layer(kind, c, f, h, n)
       times = {name: [] for name in runs}

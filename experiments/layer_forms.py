@@ -4,9 +4,15 @@ Every function maps (x NHWC, kernel) -> y with the semantics of
   up:   flax.linen.ConvTranspose(F, (4, 4), strides=2, padding=((2, 2), (2, 2)))  (kernel [4,4,C,F])
   down: flax.linen.Conv(F, (4, 4), strides=2, padding=((1, 1), (1, 1)))          (kernel [4,4,C,F])
 """
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ganjax.models import conv as ganjax_conv  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -149,5 +155,6 @@ def down_im2col(x, k):
   return jnp.einsum("nhwkc,kcf->nhwf", p, k.reshape(16, c, f))
 
 
-UP = {"lax": up_lax, "phase4": up_phase4, "phase3x3": up_phase3x3, "phase2x2": up_phase2x2, "matmul": up_matmul}
-DOWN = {"lax": down_lax, "s2d": down_s2d, "im2col": down_im2col}
+UP = {"lax": up_lax, "phase4": up_phase4, "ganjax_phase": ganjax_conv.up_conv_phase, "phase3x3": up_phase3x3, "phase2x2": up_phase2x2, "matmul": up_matmul}
+DOWN = {"lax": down_lax, "s2d": down_s2d, "im2col": down_im2col,
+        "phase": ganjax_conv.down_conv_phase}

@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.aux_classifier_weight = 0.0   # ACGAN class-loss weight (0 = off)
   c.aux_classifier_on_fake = True  # D's class loss also on generated images (Odena et al.)
   c.label_smoothing = 0.0         # one-sided: real targets 1 - s in the BCE D loss (0 = off)
-  c.unroll_critic = True          # unroll the critic loop (faster on the CPU)
+  c.unroll_critic = True          # critic updates as straight-line code, not a lax.scan
 
   # Optimizers (see ganjax.optim).
   c.g_optimizer = optimizer("adam", 2e-4, b1=0.5, b2=0.999)

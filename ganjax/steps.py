@@ -49,8 +49,11 @@ class StepOptions:
       `ganjax.regularizers.weight_clipping`), or None.
     ema_decay: decay of the EMA of the generator weights (used when the state keeps one).
     ema_start_step: before this step the EMA copies the weights.
-    unroll_critic: unroll the loop over critic updates (XLA compiles better code for the
-      unrolled loop on the CPU; the loop is short).
+    unroll_critic: write the critic updates out one after the other (a Python loop over the
+      static n_critic) instead of a `lax.scan`. On the CPU XLA picks fast convolution kernels
+      only in the straight-line form (a scan, even with ``unroll=True``, kept convolutions on
+      a slow path: 10x slower steps, see experiments/PERF_NOTES.md); the scan compiles faster
+      for large n_critic.
     batch_sharding: a sharding for arrays whose leading axis is the batch (latents, sampled
       labels), applied as a constraint so generated batches stay split over devices; None on
       one device.
@@ -213,11 +216,18 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     step_rng = jax.random.fold_in(state.rng, state.step)
     critic_rng, g_rng = jax.random.split(step_rng)
     g_player = state.generator
-    (d_player, g_collections), d_metrics = jax.lax.scan(
-        functools.partial(critic_update, g_player.params, critic_rng),
-        (state.discriminator, g_player.collections),
-        (images, labels, jnp.arange(o.n_critic)),
-        unroll=o.unroll_critic)
+    update = functools.partial(critic_update, g_player.params, critic_rng)
+    carry = (state.discriminator, g_player.collections)
+    if o.unroll_critic:
+      per_update = []
+      for i in range(o.n_critic):
+        carry, m = update(carry, (images[i], labels[i], jnp.asarray(i)))
+        per_update.append(m)
+      d_metrics = jax.tree.map(lambda *v: jnp.stack(v), *per_update)
+    else:
+      carry, d_metrics = jax.lax.scan(update, carry,
+                                      (images, labels, jnp.arange(o.n_critic)))
+    d_player, g_collections = carry
     grads, (g_collections, g_metrics) = jax.grad(generator_loss, has_aux=True)(
         g_player.params, g_collections, d_player, images.shape[1], g_rng)
     g_player = _apply_updates(g_player, grads, g_tx, g_collections)

@@ -92,3 +92,69 @@ def test_up_conv_rejects_bad_arguments():
     conv.up_conv(x, kernel[:3], "phase")
   with pytest.raises(ValueError, match="channels"):
     conv.up_conv(x[..., :2], kernel, "phase")
+
+
+def _flax_strided_conv(x, kernel):
+  layer = nn.Conv(F, (4, 4), strides=(2, 2), padding=1, use_bias=False)
+  return layer.apply({"params": {"kernel": kernel}}, x)
+
+
+@pytest.mark.parametrize("impl", ["phase", "strided", "auto"])
+def test_down_conv_matches_flax_strided_conv_forward_and_gradients(impl):
+  x, kernel, key = _inputs(seed=3, shape=(N, 6, 8, C))
+  want = _value_and_grads(_flax_strided_conv, x, kernel, key)
+  got = _value_and_grads(lambda a, b: conv.down_conv(a, b, impl), x, kernel, key)
+  assert got[0].shape == (N, 3, 4, F)
+  for name, g, w in zip(("output", "d/dx", "d/dkernel"), got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_down_conv_second_order_gradients_match():
+  """The gradient penalty differentiates d/dx of the critic again w.r.t. its weights."""
+  x, kernel, _ = _inputs(seed=4, shape=(N, 4, 4, C))
+
+  def penalty(fn):
+    def p(k):
+      gx = jax.grad(lambda u: jnp.sum(jnp.tanh(fn(u, k))))(x)
+      return jnp.sum(gx**2)
+    return jax.jit(jax.grad(p))
+
+  np.testing.assert_allclose(penalty(lambda u, k: conv.down_conv(u, k, "phase"))(kernel),
+                             penalty(_flax_strided_conv)(kernel), rtol=1e-4, atol=1e-5)
+
+
+def test_down_conv_module_is_a_drop_in_for_flax_conv():
+  x, _, _ = _inputs(seed=5, shape=(N, 8, 8, C))
+  reference = nn.Conv(F, (4, 4), strides=(2, 2), padding=1)
+  params = reference.init(jax.random.PRNGKey(0), x)
+  params = {"params": {**params["params"], "bias": jnp.arange(F, dtype=jnp.float32)}}
+  want = reference.apply(params, x)
+  for impl in ("auto", "phase", "strided"):
+    module = conv.DownConv(F, impl=impl)
+    assert jax.tree.map(jnp.shape, module.init(jax.random.PRNGKey(0), x)) == jax.tree.map(
+        jnp.shape, params)
+    np.testing.assert_allclose(module.apply(params, x), want, rtol=1e-5, atol=1e-5,
+                               err_msg=impl)
+
+
+def test_down_conv_matches_torch_conv2d():
+  torch = pytest.importorskip("torch")
+  x, kernel, _ = _inputs(seed=6, shape=(N, 8, 6, C))
+  layer = torch.nn.Conv2d(C, F, 4, stride=2, padding=1, bias=False)
+  with torch.no_grad():  # kernel = weight.transpose(2, 3, 1, 0)
+    layer.weight.copy_(torch.from_numpy(np.asarray(kernel).transpose(3, 2, 0, 1).copy()))
+    want = layer(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()))
+  want = want.numpy().transpose(0, 2, 3, 1)
+  for impl in ("phase", "strided"):
+    np.testing.assert_allclose(conv.down_conv(x, kernel, impl), want, rtol=1e-5, atol=1e-5,
+                               err_msg=impl)
+
+
+def test_down_conv_rejects_bad_arguments():
+  x, kernel, _ = _inputs(shape=(N, 6, 8, C))
+  with pytest.raises(ValueError, match="unknown down_conv impl 'fast'"):
+    conv.down_conv(x, kernel, "fast")
+  with pytest.raises(ValueError, match="even height and width"):
+    conv.down_conv(x[:, :5], kernel, "phase")
+  with pytest.raises(ValueError, match=r"\[4, 4, C, F\] kernel"):
+    conv.down_conv(x, kernel[:, :2], "phase")

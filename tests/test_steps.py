@@ -98,5 +98,8 @@ def test_one_and_four_devices_give_the_same_losses():
   assert one["devices"] == 1 and four["devices"] == 4
   for config in ("dcgan", "wgan_gp"):  # batch norm across devices; gradient penalty
     for key, values in one[config].items():
-      np.testing.assert_allclose(four[config][key], values, rtol=1e-5, atol=1e-5,
+      # Losses and D outputs to 1e-5; the sum of |params| after two Adam updates to 1e-4 (Adam
+      # divides by sqrt(v), which amplifies float32 reduction-order differences).
+      rtol = 1e-4 if key == "param_checksum" else 1e-5
+      np.testing.assert_allclose(four[config][key], values, rtol=rtol, atol=1e-5,
                                  err_msg=f"{config} {key}")

@@ -2,9 +2,12 @@
 
 `UpConv` is the generator's 2x upsampling transposed convolution, with the semantics of
 PyTorch's ``ConvTranspose2d(kernel_size=4, stride=2, padding=1)``: an ``[N, H, W, C]`` input
-becomes ``[N, 2H, 2W, features]``.
+becomes ``[N, 2H, 2W, features]``. `DownConv` is the discriminator's 2x downsampling
+convolution, PyTorch's ``Conv2d(kernel_size=4, stride=2, padding=1)``, with
+`flax.linen.Conv`'s parameters (see its docstring). Both have a CPU-fast form built only from
+stride-1 "same-size" convolutions, chosen automatically when lowering for the CPU.
 
-Parameters (the same whatever ``impl`` computes them with, so checkpoints move between
+UpConv parameters (the same whatever ``impl`` computes them with, so checkpoints move between
 backends):
 
 * ``kernel``: ``[4, 4, C, features]``, laid out as `flax.linen.ConvTranspose`'s kernel (no
@@ -19,10 +22,12 @@ Implementations (``impl``):
   cuDNN and the TPU compiler handle natively.
 * ``"phase"``: sub-pixel (phase) decomposition. Output row ``2m + a`` only sees two input rows
   and two kernel rows: phase ``a = 0`` uses input rows ``m - 1, m`` with kernel rows ``0, 2``;
-  phase ``a = 1`` uses input rows ``m, m + 1`` with kernel rows ``1, 3`` (columns likewise). So the layer is four stride-1 2x2 convolutions of the undilated input, one per
-  phase, whose outputs are interleaved. Same result and FLOPs/4 of the dilated form; on XLA's
-  CPU backend the dilated form's gradients run on a slow generic path (6-20x slower, see
-  ``experiments/PERF_NOTES.md``) while stride-1 "same-size" convolutions go to YNNPACK.
+  phase ``a = 1`` uses input rows ``m, m + 1`` with kernel rows ``1, 3`` (columns likewise).
+  So the layer is four stride-1 2x2 convolutions of the undilated input, one per phase, whose
+  outputs are interleaved: the same result with a quarter of the dilated form's FLOPs (which
+  multiplies the inserted zeros). On XLA's CPU backend the dilated form runs on a slow generic
+  path (6-20x slower, see ``experiments/PERF_NOTES.md``) while stride-1 "same-size"
+  convolutions, and their gradients, go to YNNPACK.
 * ``"auto"`` (default): ``"phase"`` when lowering for CPU, ``"transpose"`` elsewhere (chosen per
   platform at lowering time with `jax.lax.platform_dependent`).
 """
@@ -115,6 +120,75 @@ def up_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
   return UP_CONV_IMPLS[impl](x, kernel)
 
 
+# Per input phase a in {0, 1} (x[a::2] along one spatial axis) of the stride-2 convolution:
+# the padding of the stride-1 2x2 convolution over that phase, and the two kernel taps it uses.
+_DOWN_PHASES = {0: ((0, 1), (1, 3)), 1: ((1, 0), (0, 2))}
+
+
+def _check_even(x: Array, name: str) -> None:
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ValueError(f"{name} needs an even height and width, got {x.shape[1:3]}")
+
+
+def down_conv_strided(x: Array, kernel: Array) -> Array:
+  """Convolution k=4, stride 2, padding 1 as one strided convolution."""
+  _check_nhwc(x, kernel, "down_conv")
+  return lax.conv_general_dilated(
+      x, kernel, window_strides=(2, 2), padding=((1, 1), (1, 1)),
+      dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def down_conv_phase(x: Array, kernel: Array) -> Array:
+  """Convolution k=4, stride 2, padding 1 as a sum of four stride-1 2x2 convolutions.
+
+  ``y[m] = sum_k x[2m + k - 1] K[k]``; splitting x into its even and odd rows/columns
+  ``x_a = x[a::2]``, phase 0 contributes ``x_0[m] K[1] + x_0[m + 1] K[3]`` and phase 1
+  ``x_1[m - 1] K[0] + x_1[m] K[2]``: each a "same-size" 2x2 convolution of an ``[N, H/2, W/2, C]``
+  phase, so the input and kernel gradients are stride-1 convolutions too (no input dilation).
+  """
+  _check_nhwc(x, kernel, "down_conv")
+  _check_even(x, "down_conv")
+  y = None
+  for a in (0, 1):
+    pad_a, taps_a = _DOWN_PHASES[a]
+    for b in (0, 1):
+      pad_b, taps_b = _DOWN_PHASES[b]
+      k = jnp.stack([jnp.stack([kernel[i, j] for j in taps_b]) for i in taps_a])
+      term = lax.conv_general_dilated(
+          x[:, a::2, b::2], k, window_strides=(1, 1), padding=(pad_a, pad_b),
+          dimension_numbers=_DIMENSION_NUMBERS)
+      y = term if y is None else y + term
+  return y
+
+
+DOWN_CONV_IMPLS: dict[str, Callable[[Array, Array], Array]] = {
+    "strided": down_conv_strided,
+    "phase": down_conv_phase,
+}
+
+
+def down_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
+  """PyTorch ``Conv2d(C, F, 4, stride=2, padding=1)`` on NHWC input (no bias).
+
+  Args:
+    x: ``[N, H, W, C]`` with H, W even.
+    kernel: ``[4, 4, C, F]`` in `flax.linen.Conv` layout (HWIO; a PyTorch weight ``w`` of shape
+      ``[F, C, 4, 4]`` maps to ``kernel = w.transpose(2, 3, 1, 0)``).
+    impl: ``"auto"``, ``"phase"`` or ``"strided"``; all give the same result.
+
+  Returns:
+    ``[N, H/2, W/2, F]``.
+  """
+  if kernel.shape[:2] != (4, 4):
+    raise ValueError(f"down_conv expects a [4, 4, C, F] kernel, got shape {kernel.shape}")
+  if impl == "auto":
+    return lax.platform_dependent(x, kernel, cpu=down_conv_phase, default=down_conv_strided)
+  if impl not in DOWN_CONV_IMPLS:
+    raise ValueError(f"unknown down_conv impl {impl!r}; expected 'auto' or one of "
+                     f"{sorted(DOWN_CONV_IMPLS)}")
+  return DOWN_CONV_IMPLS[impl](x, kernel)
+
+
 class UpConv(nn.Module):
   """Transposed convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,2H,2W,F]``.
 
@@ -141,6 +215,40 @@ class UpConv(nn.Module):
             if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = up_conv(x, kernel, self.impl)
+    if bias is not None:
+      y = y + bias
+    return y
+
+
+class DownConv(nn.Module):
+  """Convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,H/2,W/2,F]``.
+
+  Parameters are `flax.linen.Conv`'s (``kernel`` ``[4, 4, C, F]``, ``bias`` ``[F]``), so a
+  ``nn.Conv(F, (4, 4), strides=2, padding=1)`` checkpoint loads unchanged.
+
+  Attributes:
+    features: output channels F.
+    use_bias: add a learned ``bias`` of shape ``[F]``.
+    impl: ``"auto"`` (phase decomposition on CPU, strided convolution elsewhere), ``"phase"``
+      or ``"strided"``. Parameters do not depend on it.
+  """
+
+  features: int
+  use_bias: bool = True
+  impl: str = "auto"
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  bias_init: Initializer = nn.initializers.zeros_init()
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features),
+                        self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = down_conv(x, kernel, self.impl)
     if bias is not None:
       y = y + bias
     return y

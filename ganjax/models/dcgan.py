@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.models import conditioning, layers
-from ganjax.models.conv import UpConv
+from ganjax.models.conv import DownConv, UpConv
 
 Array = jax.Array
 dcgan_init = nn.initializers.normal(0.02)
@@ -91,18 +91,18 @@ class Discriminator(nn.Module):
     n_down = layers.num_resolution_steps(self.image_size)
     act = lambda h: nn.leaky_relu(h, self.negative_slope)
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
-    conv = lambda features, k, s, name: nn.Conv(
-        features, (k, k), strides=(s, s), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
-        name=name)
+    conv = lambda features, name: nn.Conv(features, (3, 3), padding=1, kernel_init=dcgan_init,
+                                          dtype=self.dtype, name=name)
     h = x.astype(self.dtype)
     if self.condition == "input" and self.num_classes:
       h = conditioning.label_planes(h, labels, self.num_classes)
     for i in range(n_down):
       features = self.width * 2**i
-      h = conv(features, 3, 1, f"conv{i}a")(h)
+      h = conv(features, f"conv{i}a")(h)
       h = act(h if i == 0 else norm(f"norm{i}a")(h))
-      h = act(norm(f"norm{i}b")(conv(features, 4, 2, f"conv{i}b")(h)))
-    h = act(norm("norm_out")(conv(self.width * 2**n_down, 3, 1, "conv_out")(h)))
+      h = DownConv(features, kernel_init=dcgan_init, dtype=self.dtype, name=f"conv{i}b")(h)
+      h = act(norm(f"norm{i}b")(h))
+    h = act(norm("norm_out")(conv(self.width * 2**n_down, "conv_out")(h)))
     h = jnp.sum(h, axis=(1, 2))
     if self.dropout:
       h = nn.Dropout(self.dropout, deterministic=not train)(h)

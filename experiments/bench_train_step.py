@@ -1,0 +1,241 @@
+"""ganjax's training iteration against the same iteration in PyTorch, on the CPU.
+
+  python experiments/bench_train_step.py --model dcgan   [--rounds 8] [--window 3]
+  python experiments/bench_train_step.py --model wgan_gp [--xla_flags="..."] [variant options]
+
+Fairness: both frameworks run in this one process, in alternating timing windows (JAX then
+PyTorch, the order flipping every round), each window `--window` iterations after warm-up and
+compilation, on the same synthetic batch (data loading is excluded from both). Other processes
+share the machine's cores, so absolute speeds drift; the figure that counts is
+ratio_vs_torch = (PyTorch time per iteration) / (JAX time per iteration) in the same round, and
+its median over rounds. PyTorch uses 2 threads (torch.set_num_threads), JAX its default
+thread pool (one thread per core). XLA flags are read when JAX starts, so each flag set needs its
+own process: pass them with --xla_flags (applied before JAX is imported).
+
+The JAX side is ganjax's real step (`ganjax.steps.make_train_step` over
+`ganjax.models.dcgan`), one `jax.jit` with the state donated; PyTorch is
+experiments/torch_reference.py (eager, channels_last unless --torch_format=nchw).
+One iteration = n_critic discriminator updates + one generator update, batch 64; images/s
+counts the generator batch (64 per iteration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--model", choices=["dcgan", "wgan_gp"], default="dcgan")
+  ap.add_argument("--batch", type=int, default=64)
+  ap.add_argument("--width", type=int, default=64)
+  ap.add_argument("--rounds", type=int, default=8)
+  ap.add_argument("--window", type=int, default=3, help="iterations per timing window")
+  ap.add_argument("--xla_flags", default=None, help="appended to XLA_FLAGS before JAX starts")
+  ap.add_argument("--torch_format", choices=["channels_last", "nchw"], default="channels_last")
+  ap.add_argument("--torch_threads", type=int, default=2)
+  ap.add_argument("--torch_flush_denormal", action="store_true",
+                  help="torch.set_flush_denormal(True) (XLA's CPU code flushes denormals already)")
+  ap.add_argument("--critic_norm", choices=["layer", "none"], default="layer",
+                  help="WGAN-GP critic normalization (ganjax's config uses layer norm)")
+  ap.add_argument("--negative_slope", type=float, default=0.1)
+  ap.add_argument("--up_impl", default="auto", help="UpConv impl for the JAX generator")
+  ap.add_argument("--scan_critic", action="store_true",
+                  help="lax.scan over the critic updates instead of unrolling")
+  ap.add_argument("--variant", default="",
+                  help="comma-separated research variants (see experiments/variants.py)")
+  ap.add_argument("--variant_b", default=None,
+                  help="also time a second JAX step with these variants added (same process, "
+                       "alternating windows); reports jax_b's ratio to torch and to jax")
+  ap.add_argument("--up_impl_b", default=None, help="UpConv impl of the second JAX step")
+  ap.add_argument("--skip_torch", action="store_true")
+  ap.add_argument("--dump_hlo", default=None, help="write the optimized HLO text here")
+  ap.add_argument("--compile_only", action="store_true",
+                  help="compile (and --dump_hlo) the JAX step, report slow-path convolutions, exit")
+  ap.add_argument("--json", default=None, help="append the result as a JSON line to this file")
+  return ap.parse_args(argv)
+
+
+def build_jax_step(args, extra_variants=(), up_impl=None):
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from ganjax import losses, state as state_lib, steps
+  from ganjax.models import conv, dcgan
+
+  sys.path.insert(0, str(Path(__file__).resolve().parent))
+  import variants  # research-only model/step variants
+
+  dcgan.UpConv = functools.partial(conv.UpConv, impl=up_impl or args.up_impl)
+  variants.apply((args.variant.split(",") if args.variant else []) + list(extra_variants))
+
+  wgan = args.model == "wgan_gp"
+  gen = dcgan.Generator(z_dim=128, width=args.width)
+  disc = dcgan.Discriminator(width=args.width, norm=args.critic_norm if wgan else "batch",
+                             negative_slope=args.negative_slope)
+  if wgan:
+    tx = optax.adam(1e-4, b1=0.0, b2=0.9)
+    options = steps.StepOptions(objective=losses.OBJECTIVES["wasserstein"], n_critic=5,
+                                gradient_penalty=10.0, unroll_critic=not args.scan_critic)
+  else:
+    tx = optax.adam(2e-4, b1=0.5, b2=0.999)
+    options = steps.StepOptions(objective=losses.OBJECTIVES["nonsaturating"], n_critic=1,
+                                unroll_critic=not args.scan_critic)
+  step = steps.make_train_step(gen, disc, tx, tx, options)
+  state = jax.jit(functools.partial(state_lib.create_state, generator=gen, discriminator=disc,
+                                    g_tx=tx, d_tx=tx, image_shape=(32, 32, 3)))(
+                                        jax.random.PRNGKey(0))
+  key = jax.random.PRNGKey(1)
+  images = jax.random.uniform(key, (options.n_critic, args.batch, 32, 32, 3), jnp.float32,
+                              -1.0, 1.0)
+  batch = {"image": images, "label": jnp.zeros((options.n_critic, args.batch), jnp.int32)}
+  jitted = jax.jit(step, donate_argnums=0)
+  t0 = time.perf_counter()
+  compiled = jitted.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  if args.dump_hlo:
+    Path(args.dump_hlo).write_text(compiled.as_text())
+  flops = None
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", 0.0))
+  except Exception:  # cost analysis is best effort
+    pass
+  holder = {"state": state}
+
+  def run(n):
+    s = holder["state"]
+    for _ in range(n):
+      s, metrics = compiled(s, batch)
+    jax.block_until_ready((s, metrics))
+    holder["state"] = s
+    return metrics
+
+  if args.compile_only:
+    print(json.dumps({"compile_s": round(compile_s, 1),
+                      "generic_path_convolutions": generic_path_convolutions(compiled.as_text())}))
+    sys.exit(0)
+  return run, np_images(images), compile_s, flops
+
+
+def generic_path_convolutions(hlo_text: str) -> int:
+  """Convolutions left outside YNNPACK fusions in an optimized CPU HLO module."""
+  count, in_ynn = 0, False
+  ynn_computations = set()
+  for line in hlo_text.splitlines():
+    if '"kind":"__ynn_fusion"' in line and "calls=" in line:
+      ynn_computations.add(line.split("calls=")[1].split(",")[0].strip())
+  current = None
+  for line in hlo_text.splitlines():
+    if line and not line.startswith(" ") and "{" in line:
+      current = line.split()[0].lstrip("%") if not line.startswith("ENTRY") else "ENTRY"
+    elif " convolution(" in line and ("%" + str(current)) not in ynn_computations \
+        and current not in ynn_computations:
+      count += 1
+  return count
+
+
+def np_images(images):
+  import numpy as np
+  return np.asarray(images)
+
+
+def build_torch_step(args, images):
+  import torch
+  sys.path.insert(0, str(Path(__file__).resolve().parent))
+  import torch_reference as tr
+
+  torch.set_num_threads(args.torch_threads)
+  if args.torch_flush_denormal:
+    torch.set_flush_denormal(True)
+  torch.manual_seed(0)
+  channels_last = args.torch_format == "channels_last"
+  if args.model == "wgan_gp":
+    it = tr.WGANGPIteration(args.batch, args.width, channels_last=channels_last,
+                            norm=args.critic_norm, negative_slope=args.negative_slope)
+    real = it.to_device_format(torch.from_numpy(images.copy()))
+  else:
+    it = tr.DCGANIteration(args.batch, args.width, channels_last=channels_last,
+                           negative_slope=args.negative_slope)
+    real = it.to_device_format(torch.from_numpy(images[0].copy()))
+
+  def run(n):
+    for _ in range(n):
+      out = it(real)
+    return out
+
+  return run
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.xla_flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+  sys.path.insert(0, str(ROOT))
+  import jax
+
+  jax_run, images, compile_s, flops = build_jax_step(args)
+  runs = {"jax": jax_run}
+  if args.variant_b is not None or args.up_impl_b:
+    # Patches only add up, so the first step (already compiled) is unaffected.
+    runs["jax_b"] = build_jax_step(args, [v for v in (args.variant_b or "").split(",") if v],
+                                   args.up_impl_b)[0]
+  if not args.skip_torch:
+    runs["torch"] = build_torch_step(args, images)
+  for run in runs.values():  # warm-up (first-call allocations, oneDNN primitive caches)
+    run(2)
+  times = {name: [] for name in runs}
+  for r in range(args.rounds):
+    order = list(runs) if r % 2 == 0 else list(runs)[::-1]
+    for name in order:
+      t0 = time.perf_counter()
+      runs[name](args.window)
+      times[name].append((time.perf_counter() - t0) / args.window)
+  per_it = {name: statistics.median(ts) for name, ts in times.items()}
+  result = {
+      "model": args.model, "batch": args.batch, "variant": args.variant,
+      "up_impl": args.up_impl, "scan_critic": args.scan_critic,
+      "xla_flags": os.environ.get("XLA_FLAGS", ""), "torch_format": args.torch_format,
+      "torch_flush_denormal": args.torch_flush_denormal,
+      "load_average_1min": round(os.getloadavg()[0], 1),
+      "critic_norm": args.critic_norm if args.model == "wgan_gp" else "batch",
+      "compile_s": round(compile_s, 1),
+      "gflop_per_iter": round(flops / 1e9, 1) if flops else None,
+      "jax_images_per_s": round(args.batch / per_it["jax"], 2),
+  }
+  if "torch" in runs:
+    ratios = sorted(tt / tj for tj, tt in zip(times["jax"], times["torch"]))
+    result.update({
+        "torch_images_per_s": round(args.batch / per_it["torch"], 2),
+        "ratio_vs_torch": round(statistics.median(ratios), 3),
+        "ratio_min_max": [round(ratios[0], 3), round(ratios[-1], 3)],
+    })
+  if "jax_b" in runs:
+    result["variant_b"] = args.variant_b
+    result["up_impl_b"] = args.up_impl_b
+    result["jax_b_images_per_s"] = round(args.batch / per_it["jax_b"], 2)
+    result["ratio_b_vs_a"] = round(statistics.median(
+        ta / tb for ta, tb in zip(times["jax"], times["jax_b"])), 3)
+    if "torch" in runs:
+      result["ratio_b_vs_torch"] = round(statistics.median(
+          tt / tb for tb, tt in zip(times["jax_b"], times["torch"])), 3)
+  print(json.dumps(result), flush=True)
+  if args.json:
+    with open(args.json, "a") as f:
+      f.write(json.dumps(result) + "\n")
+  return result
+
+
+if __name__ == "__main__":
+  main()
