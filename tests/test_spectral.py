@@ -18,7 +18,7 @@ SHAPES = [(3, 3, 16, 32), (4, 4, 8, 4), (1, 1, 12, 6), (20, 7), (5, 40)]
 def random_kernel(rng, shape, gap=0.8):
   """A random kernel with random singular vectors and singular values s_1 > s_2 = gap * s_1 >
   ... (power iteration converges like gap**k; i.i.d. Gaussian matrices of these sizes have
-  s_2 / s_1 > 0.95, where 20 iterations still leave ~0.2% error)."""
+  s_2 / s_1 > 0.9, where 20 iterations can leave 0.2-2% error)."""
   m, n = int(np.prod(shape[:-1])), shape[-1]
   k = min(m, n)
   u, _ = np.linalg.qr(rng.normal(size=(m, k)))
