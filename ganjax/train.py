@@ -107,7 +107,10 @@ class _MetricLog:
 
   def flush(self, step: int) -> tuple[Metrics, float]:
     now = time.monotonic()
-    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    # Steps per second since the clock last started; NaN when no step has been timed (the
+    # first step after a start, which includes compilation, is timed separately).
+    steps = step - self.last_step
+    rate = steps / max(now - self.last_time, 1e-9) if steps > 0 else float("nan")
     means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
     self.sums, self.count, self.last_time, self.last_step = {}, 0, now, step
     return means, rate
@@ -115,10 +118,11 @@ class _MetricLog:
   def line(self, step: int, means: Metrics, rate: float) -> str:
     keys = sorted(means, key=lambda k: (not k.endswith("loss"), k))
     values = " ".join(f"{k}={means[k]:.4g}" for k in keys)
-    eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if np.isfinite(eta) else "?"
-    if eta >= 86400:
-      eta_text = f"{eta / 86400:.1f}d"
+    if not rate > 0:  # NaN: nothing timed yet
+      return f"step {step}/{self.total_steps} | {values} | ? steps/s | ETA ?"
+    eta = (self.total_steps - step) / rate
+    eta_text = (f"{eta / 86400:.1f}d" if eta >= 86400 else
+                time.strftime("%H:%M:%S", time.gmtime(eta)))
     return f"step {step}/{self.total_steps} | {values} | {rate:.3g} steps/s | ETA {eta_text}"
 
 
@@ -269,7 +273,8 @@ class Trainer:
             check(step)
             means, rate = log.flush(step)
             logging.info("%s", log.line(step, means, rate))
-            self.writer.write_scalars(step, {**means, "steps_per_sec": rate})
+            self.writer.write_scalars(step, means if np.isnan(rate) else
+                                      {**means, "steps_per_sec": rate})
           if step % config.sample_every_steps == 0 or last:
             self.write_samples(step, state)
           if step % config.checkpoint_every_steps == 0 or last:
