@@ -46,7 +46,7 @@ def restore(mngr: ocp.CheckpointManager, target: Any, step: int | None = None) -
   try:
     return mngr.restore(step, args=ocp.args.StandardRestore(target))
   except (ValueError, KeyError, TypeError) as e:
-    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
     raise CheckpointError(
         f"checkpoint {mngr.directory}/{step} does not match the state the config builds "
         f"(a different model, optimizer or EMA setting?): {first_line}") from None
