@@ -104,7 +104,7 @@ def convert(src: str | None, out: str | None) -> str:
 def main(argv: list[str]) -> None:
   del argv
   out = convert(FLAGS.src, FLAGS.out)
-  print(f"wrote {out} (sha256 {inception.file_digest(out)[:16]})")
+  print(f"wrote {out} (sha256 {inception.variables_digest(inception.load_variables(out))[:16]})")
 
 
 if __name__ == "__main__":

@@ -297,12 +297,18 @@ def load_variables(path: str | None = None) -> PyTree:
   return traverse_util.unflatten_dict(flat, sep="/")
 
 
-def file_digest(path: str) -> str:
-  """SHA-256 of a file (hex), which names the weights in statistics caches and protocols."""
+def variables_digest(variables: PyTree) -> str:
+  """SHA-256 (hex) of the variables' paths, shapes and float32 values.
+
+  It names the weights in statistics caches and protocol strings; it depends on the values
+  only, not on how the file was written.
+  """
   h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
+  flat = traverse_util.flatten_dict(jax.device_get(variables), sep="/")
+  for key in sorted(flat):
+    value = np.ascontiguousarray(flat[key], np.float32)
+    h.update(f"{key}:{value.shape};".encode())
+    h.update(value.astype("<f4").tobytes())
   return h.hexdigest()
 
 
@@ -318,11 +324,11 @@ class InceptionExtractor:
   """
 
   def __init__(self, variables: PyTree, *, mesh: Mesh | None = None, batch_size: int = 50,
-               digest: str = "", _size: int = INPUT_SIZE):
+               digest: str | None = None, _size: int = INPUT_SIZE):
     self.mesh = Mesh(np.asarray(jax.devices()), ("data",)) if mesh is None else mesh
     self.num_devices = self.mesh.devices.size
     self.batch_size = _round_up(max(batch_size, 1), self.num_devices)
-    self.digest = digest
+    self.digest = variables_digest(variables) if digest is None else digest
     self.input_size = _size
     replicated = NamedSharding(self.mesh, P())
     self.split = NamedSharding(self.mesh, P("data"))
@@ -358,7 +364,8 @@ def load(path: str | None = None, *, mesh: Mesh | None = None, batch_size: int =
   """The feature extractor with the weights at `path` (default: `default_weights_path()`)."""
   path = default_weights_path() if path is None else os.path.expanduser(path)
   variables = load_variables(path)
-  return InceptionExtractor(variables, mesh=mesh, batch_size=batch_size, digest=file_digest(path))
+  return InceptionExtractor(variables, mesh=mesh, batch_size=batch_size,
+                            digest=variables_digest(variables))
 
 
 def torch_layout(name: str, value: np.ndarray) -> tuple[Sequence[str], np.ndarray]:

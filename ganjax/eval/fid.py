@@ -1,0 +1,332 @@
+"""Frechet Inception Distance (Heusel et al. 2017), exact to pytorch-fid; the FID command line.
+
+``FID = ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))`` between Gaussians fitted to the
+2048-d pool features of two image sets (`ganjax.eval.inception`). `frechet_distance` is
+pytorch-fid's ``calculate_frechet_distance`` step for step (scipy's ``sqrtm``; ``eps = 1e-6``
+added to both diagonals when the product's square root is not finite; the imaginary part
+dropped when it is below 1e-3 on the diagonal). Statistics are accumulated in float64 in one
+streaming pass (`StatisticsAccumulator`), with ``sigma`` normalized by N - 1 as ``np.cov``.
+
+Reference statistics of a data set split are computed once per (data set, split, image count,
+image size, weights) and cached as ``.npz`` files with ``mu`` and ``sigma`` (what pytorch-fid
+reads) in ``$GANJAX_FID_CACHE`` (default ``~/.cache/ganjax/fid_stats``). Every reported number
+comes with its protocol string (`protocol`).
+
+Command line::
+
+  python -m ganjax.eval.fid --ref cifar10:train --samples DIR_OR_NPZ
+  python -m ganjax.eval.fid --workdir RUN [--num 10000]       # reference: the run's training data
+
+``--ref`` is ``DATASET:SPLIT`` (any `ganjax.data` spec, e.g. ``folder:/data/cifar10:train``) or a
+statistics ``.npz``. Prints FID, IS, the sample count, the reference and the protocol.
+"""
+
+from __future__ import annotations
+
+from ganjax import cli  # first: sets up the process before TensorFlow and JAX load
+
+import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import hashlib
+import os
+import re
+from typing import Iterable, Iterator
+
+from absl import flags
+from absl import logging
+import numpy as np
+from scipy import linalg
+
+from ganjax import data
+from ganjax.errors import ConfigError, DataError
+from ganjax.eval import inception
+from ganjax.eval.inception_score import inception_score
+
+CACHE_ENV = "GANJAX_FID_CACHE"
+PYTORCH_FID_EPS = 1e-6
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = PYTORCH_FID_EPS) -> float:
+  """The Frechet distance of N(mu1, sigma1) and N(mu2, sigma2), as pytorch-fid computes it.
+
+  ``d^2 = ||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2))`` (Dowson &
+  Landau 1982); when ``sqrtm(sigma1 sigma2)`` is not finite, ``eps * I`` is added to both
+  covariances first (pytorch-fid ``calculate_frechet_distance``).
+  """
+  mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+  sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+    raise ConfigError(f"FID of statistics with different shapes: mu {mu1.shape} vs {mu2.shape},"
+                      f" sigma {sigma1.shape} vs {sigma2.shape}")
+  diff = mu1 - mu2
+  covmean = linalg.sqrtm(sigma1.dot(sigma2))
+  if not np.isfinite(covmean).all():
+    logging.warning("FID: singular product; adding %s to the diagonal of the covariances", eps)
+    offset = np.eye(sigma1.shape[0]) * eps
+    covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+  if np.iscomplexobj(covmean):
+    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+      raise ConfigError(f"FID: the square root of the covariance product has an imaginary "
+                        f"component of {np.max(np.abs(covmean.imag)):.3g}")
+    covmean = covmean.real
+  return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+@dataclasses.dataclass(frozen=True)
+class Statistics:
+  """Mean [D] and covariance [D, D] (float64) of features of `count` images."""
+
+  mu: np.ndarray
+  sigma: np.ndarray
+  count: int
+
+  def save(self, path: str, **metadata: str) -> None:
+    """An ``.npz`` with ``mu``, ``sigma`` (read by pytorch-fid), ``count`` and `metadata`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path[:-len(".npz")] + ".tmp.npz" if path.endswith(".npz") else path + ".tmp.npz"
+    np.savez(tmp, mu=self.mu, sigma=self.sigma, count=np.int64(self.count),
+             **{k: np.asarray(v) for k, v in metadata.items()})
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: str) -> "Statistics":
+    """Reads ``mu`` and ``sigma`` from an ``.npz`` (ganjax's or pytorch-fid's)."""
+    try:
+      with np.load(path) as f:
+        count = int(f["count"]) if "count" in f.files else 0
+        return cls(np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64), count)
+    except (OSError, KeyError, ValueError) as e:
+      raise DataError(f"cannot read FID statistics (mu, sigma) from {path!r}: {e}") from None
+
+
+class StatisticsAccumulator:
+  """Streaming mean and covariance in float64 (shifted sums; no features are kept).
+
+  With shift c (the first batch's mean), ``mu = c + sum(x - c) / N`` and
+  ``sigma = (sum (x - c)(x - c)^T - N (mu - c)(mu - c)^T) / (N - 1)``, which equals
+  ``np.cov(features, rowvar=False)`` up to float64 rounding.
+  """
+
+  def __init__(self):
+    self.count = 0
+    self._shift: np.ndarray | None = None
+    self._sum: np.ndarray | None = None
+    self._outer: np.ndarray | None = None
+
+  def add(self, features: np.ndarray) -> None:
+    x = np.asarray(features, np.float64)
+    if self._shift is None:
+      self._shift = x.mean(axis=0)
+      self._sum = np.zeros_like(self._shift)
+      self._outer = np.zeros((x.shape[1], x.shape[1]))
+    x = x - self._shift
+    self._sum += x.sum(axis=0)
+    self._outer += x.T @ x
+    self.count += len(x)
+
+  def result(self) -> Statistics:
+    if self.count < 2:
+      raise DataError(f"FID statistics need at least 2 images, got {self.count}")
+    d = self._sum / self.count
+    sigma = (self._outer - self.count * np.outer(d, d)) / (self.count - 1)
+    return Statistics(self._shift + d, sigma, self.count)
+
+
+def evaluate_batches(batches: Iterable[np.ndarray], extractor: inception.InceptionExtractor
+                     ) -> tuple[Statistics, np.ndarray]:
+  """Pool statistics and the unbiased logits [N, 1008] of uint8 image batches."""
+  acc, logits = StatisticsAccumulator(), []
+  for images in batches:
+    out = extractor(images)
+    acc.add(out["pool"])
+    logits.append(out["logits_unbiased"])
+  if not logits:
+    raise DataError("no images to evaluate")
+  return acc.result(), np.concatenate(logits)
+
+
+# -- protocol and reference statistics --------------------------------------------------------
+
+
+def protocol(reference: str, num_samples: int, weights_digest: str) -> str:
+  """The one-line description of how a FID / IS number was computed."""
+  return (f"FID/IS: pytorch-fid Inception v3 (weights sha256 {weights_digest[:16]}), pool3 "
+          f"2048-d / unbiased 1008 logits, uint8/255 bilinear-resized to 299x299 "
+          f"(align_corners=False) then 2x-1; {num_samples} samples vs reference {reference}; "
+          f"FID with pytorch-fid's sqrtm and eps 1e-6; IS over 10 splits")
+
+
+def default_cache_dir() -> str:
+  if os.environ.get(CACHE_ENV):
+    return os.path.expanduser(os.environ[CACHE_ENV])
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(cache, "ganjax", "fid_stats")
+
+
+def reference_key(dataset: str, split: str, num_images: int, image_size: int,
+                  weights_digest: str) -> str:
+  """``DATASET:SPLIT|n=COUNT|size=S|inception=DIGEST`` (COUNT ``all`` for the whole split)."""
+  count = str(num_images) if num_images > 0 else "all"
+  return (f"{dataset}:{split}|n={count}|size={image_size}|inception={weights_digest[:16]}")
+
+
+def _cache_path(cache_dir: str, key: str) -> str:
+  readable = re.sub(r"[^A-Za-z0-9._=-]+", "_", key.split("|inception=")[0])[-80:]
+  return os.path.join(cache_dir, f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+
+
+def reference_statistics(dataset: str, split: str, extractor: inception.InceptionExtractor, *,
+                         num_images: int = 0, image_size: int = 32,
+                         data_dir: str | None = None, cache_dir: str | None = None,
+                         loaded: data.ImageDataset | None = None, batch_size: int = 500
+                         ) -> tuple[Statistics, str]:
+  """The (cached) statistics of the first `num_images` (0: all) images of a data set split.
+
+  Returns the statistics and their cache key. `loaded` is the data set already in memory (the
+  trainer's), used instead of loading it when the cache misses.
+  """
+  key = reference_key(dataset, split, num_images, image_size, extractor.digest)
+  path = _cache_path(cache_dir or default_cache_dir(), key)
+  if os.path.exists(path):
+    logging.info("FID reference %s from %s", key, path)
+    return Statistics.load(path), key
+  images = loaded if loaded is not None else data.load_dataset(
+      dataset, split, image_size, data_dir=data_dir)
+  if num_images > len(images):
+    raise DataError(f"FID reference {dataset}:{split} has {len(images)} images, fewer than the "
+                    f"{num_images} asked for")
+  logging.info("computing FID reference statistics %s (%d images)", key,
+               num_images or len(images))
+  batches = (x for x, _ in data.iterate_in_order(images, batch_size, num_images or None))
+  stats, _ = evaluate_batches(batches, extractor)
+  stats.save(path, key=key)
+  return stats, key
+
+
+def parse_reference(ref: str) -> tuple[str, str]:
+  """``DATASET:SPLIT`` -> (DATASET, SPLIT); the split is what follows the last colon."""
+  dataset, sep, split = ref.rpartition(":")
+  if not sep or not dataset or not split or dataset in ("folder", "synthetic"):
+    raise ConfigError(f"--ref must be DATASET:SPLIT (e.g. cifar10:train, "
+                      f"folder:/data/cifar10:train) or a statistics .npz, got {ref!r}")
+  return dataset, split
+
+
+# -- samples ----------------------------------------------------------------------------------
+
+
+def _read_image(path: str) -> np.ndarray:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as im:
+      return np.asarray(im.convert("RGB"))
+  except OSError:
+    raise DataError(f"unreadable image {path!r}") from None
+
+
+def read_samples(path: str, batch_size: int = 500) -> Iterator[np.ndarray]:
+  """uint8 batches from a folder of images (sorted, recursive) or an ``.npz`` (``images``)."""
+  if path.endswith(".npz"):
+    if not os.path.exists(path):
+      raise DataError(f"no such file {path!r}")
+    with np.load(path) as f:
+      key = "images" if "images" in f.files else (f.files[0] if len(f.files) == 1 else None)
+      if key is None:
+        raise DataError(f"{path!r} has no 'images' array (it has {f.files})")
+      images = f[key]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+      raise DataError(f"{path!r}: expected uint8 images [N, H, W, 3], got {images.dtype} "
+                      f"{images.shape}")
+    for start in range(0, len(images), batch_size):
+      yield images[start:start + batch_size]
+    return
+  if not os.path.isdir(path):
+    raise DataError(f"samples {path!r} are neither a folder nor an .npz file")
+  files = sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names
+                 if f.lower().endswith(data.IMAGE_EXTENSIONS))
+  if not files:
+    raise DataError(f"folder {path!r} holds no images")
+  for start in range(0, len(files), batch_size):
+    batch = [_read_image(f) for f in files[start:start + batch_size]]
+    shapes = {x.shape for x in batch}
+    if len(shapes) > 1:
+      raise DataError(f"images in {path!r} differ in size ({sorted(shapes)[:2]})")
+    yield np.stack(batch)
+
+
+# -- command line -----------------------------------------------------------------------------
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  flags.DEFINE_string("ref", None, "Reference: DATASET:SPLIT or a statistics .npz (default "
+                      "with --workdir: the run's training data set and split).")
+  flags.DEFINE_string("samples", None, "A folder of images or an .npz of uint8 images.")
+  flags.DEFINE_string("workdir", None, "Sample from this run's checkpoint instead.")
+  flags.DEFINE_integer("num", 10_000, "Samples to draw with --workdir.")
+  flags.DEFINE_integer("step", None, "Checkpoint step with --workdir (default: the latest).")
+  flags.DEFINE_integer("seed", 0, "Seed of the latents with --workdir.")
+  flags.DEFINE_integer("ref_num", 0, "Reference images (0: the whole split).")
+  flags.DEFINE_integer("ref_image_size", 0, "Reference image size (0: the samples' size).")
+  flags.DEFINE_string("data_dir", "", "tfds data_dir for the reference data set.")
+  flags.DEFINE_string("inception", None, "FID Inception weights (.npz from "
+                      "ganjax.eval.convert_inception; default: the cache).")
+  flags.DEFINE_integer("batch_size", 250, "Batch size of sampling and feature extraction.")
+  flags.DEFINE_integer("splits", 10, "Inception Score splits.")
+
+
+def _run_samples(workdir: str, num: int, step: int | None, seed: int, batch_size: int
+                 ) -> tuple[Iterator[np.ndarray], str, str, int]:
+  """Sample batches from a run, and its (dataset, split, image size)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
+  from ganjax.sampling import Sampler, load_run  # pylint: disable=g-import-not-at-top
+  config, gan, state = load_run(workdir, step)
+  sampler = Sampler(gan, Mesh(np.asarray(jax.devices()), ("data",)), batch_size)
+  logging.info("sampling %d images from %s at step %d (%s weights)", num, workdir,
+               int(state.step), "EMA" if state.ema_params is not None else "generator")
+  batches = (x for x, _ in sampler.batches(state.sampling_variables, num, seed=seed))
+  return batches, config.dataset, config.split, gan.data.image_shape[0]
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  if (FLAGS.samples is None) == (FLAGS.workdir is None):
+    raise ConfigError("give exactly one of --samples PATH and --workdir RUN")
+  ref = FLAGS.ref
+  if FLAGS.workdir is not None:
+    batches, run_dataset, run_split, size = _run_samples(FLAGS.workdir, FLAGS.num, FLAGS.step,
+                                                         FLAGS.seed, FLAGS.batch_size)
+    ref = ref or f"{run_dataset}:{run_split}"
+  else:
+    if ref is None:
+      raise ConfigError("--samples needs --ref DATASET:SPLIT or a statistics .npz")
+    batches = read_samples(FLAGS.samples, FLAGS.batch_size)
+    first = next(batches)
+    size = first.shape[1]
+    batches = _chain(first, batches)
+  extractor = inception.load(FLAGS.inception, batch_size=FLAGS.batch_size)
+  samples, logits = evaluate_batches(batches, extractor)
+  if ref.endswith(".npz"):
+    reference, ref_text = Statistics.load(ref), ref
+  else:
+    dataset, split = parse_reference(ref)
+    reference, ref_text = reference_statistics(
+        dataset, split, extractor, num_images=FLAGS.ref_num,
+        image_size=FLAGS.ref_image_size or size, data_dir=FLAGS.data_dir or None)
+  fid = frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma)
+  is_mean, is_std = inception_score(logits, FLAGS.splits)
+  print(f"FID {fid:.4f}  IS {is_mean:.4f} +- {is_std:.4f}  samples {samples.count}  "
+        f"reference {ref_text} ({reference.count or '?'} images)")
+  print(f"protocol: {protocol(ref_text, samples.count, extractor.digest)}")
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+  yield first
+  yield from rest
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)
