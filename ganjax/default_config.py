@@ -62,6 +62,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample_every_steps = 500      # sample grid PNG and TensorBoard image
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3          # how many recent checkpoints to keep
-  c.eval_every_steps = 0          # FID / IS during training (0 = off)
-  c.eval_num_samples = 10_000
+  # FID / IS during training (see ganjax.eval.in_training), and the best-FID checkpoint.
+  c.eval_every_steps = 0          # evaluate every k steps and at the end (0 = off)
+  c.eval_num_samples = 10_000     # generated images per evaluation
+  c.eval_batch_size = 250         # sampling and Inception batch (rounded to the device count)
+  c.inception_path = ""           # converted weights ('' = $GANJAX_INCEPTION_WEIGHTS or
+                                  # ~/.cache/ganjax/fid_inception_v3.npz)
+  c.fid_reference = ""            # 'DATASET:SPLIT' ('' = the training data set and split)
+  c.fid_reference_num_images = 0  # reference images (0 = the whole split)
   return c

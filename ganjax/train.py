@@ -4,7 +4,8 @@
 checkpoint in ``workdir`` (or initializes), and runs `train_step` under `jax.jit` over a mesh
 of all devices (batch split on the ``'data'`` axis, state replicated and donated) until
 ``config.num_train_steps``, with periodic console lines and TensorBoard scalars, sample grids,
-and orbax checkpoints. Running it again on the same workdir resumes.
+FID / IS (`ganjax.eval.in_training`) and orbax checkpoints. Running it again on the same
+workdir resumes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from ganjax import checkpoints, data, images
 from ganjax.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from ganjax.eval import in_training
 from ganjax.experiment import GAN, DataSpec, build_gan, write_run_info
 from ganjax.state import GANState
 
@@ -179,6 +181,8 @@ class Trainer:
     self.sample_z, self.sample_labels, self.sample_rows = fixed_sample_inputs(config.seed,
                                                                               self.gan)
     self.last_saved_step: int | None = None
+    self.evaluation = in_training.make_evaluation(config, workdir, self.gan, self.mesh,
+                                                  self.dataset, self.writer)
 
   # -- state ------------------------------------------------------------------------------
 
@@ -277,6 +281,8 @@ class Trainer:
                                       {**means, "steps_per_sec": rate})
           if step % config.sample_every_steps == 0 or last:
             self.write_samples(step, state)
+          if self.evaluation is not None and self.evaluation.due(step, last):
+            self.evaluation(step, state)
           if step % config.checkpoint_every_steps == 0 or last:
             check(step)
             self.save_checkpoint(step, state)
@@ -294,6 +300,8 @@ class Trainer:
 
   def close(self) -> None:
     self.ckpt.close()
+    if self.evaluation is not None:
+      self.evaluation.close()
     self.writer.close()
 
 

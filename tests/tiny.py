@@ -60,3 +60,30 @@ def tiny_flags(config: str | None = None, **overrides) -> list[str]:
   values.update(CONFIG_OVERRIDES.get(config, {}))
   values.update(overrides)
   return [f"--config.{k}={v}" for k, v in values.items()]
+
+
+def random_inception_weights(path: str, seed: int = 0) -> str:
+  """A FID Inception weights file with random weights that keep activations O(1).
+
+  Conv kernels ~ N(0, 2 / fan_in) (He et al. 2015), identity batch norm, fc ~ N(0, 1 / 2048);
+  drawn in numpy from the architecture's shapes (no torch, no forward pass).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  from ganjax.eval import inception  # pylint: disable=g-import-not-at-top
+
+  shapes = traverse_util.flatten_dict(
+      jax.eval_shape(inception.init_variables, jax.random.PRNGKey(0)), sep="/")
+  rng = np.random.default_rng(seed)
+  flat = {}
+  for key, leaf in shapes.items():
+    shape, name = leaf.shape, key.rsplit("/", 1)[1]
+    if name in ("kernel", "fc_kernel"):
+      fan_in = int(np.prod(shape[:-1]))
+      gain = 2.0 if name == "kernel" else 1.0
+      flat[key] = rng.normal(0.0, np.sqrt(gain / fan_in), shape)
+    else:
+      flat[key] = np.ones(shape) if name in ("scale", "var") else np.zeros(shape)
+  inception.save_variables(traverse_util.unflatten_dict(flat, sep="/"), path)
+  return path

@@ -57,14 +57,16 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
   Output pixel i samples source coordinate ``s = max((i + 0.5) * in / out - 0.5, 0)`` (torch's
   ``area_pixel_compute_source_index``) between ``i0 = floor(s)`` and ``min(i0 + 1, in - 1)``
-  with weights ``1 - (s - i0)`` and ``s - i0``. No antialiasing, also when shrinking.
+  with weights ``1 - (s - i0)`` and ``s - i0``, in float32 as torch's CPU kernel computes them.
+  No antialiasing, also when shrinking.
   """
-  scale = np.float32(in_size) / np.float32(out_size)
-  src = np.maximum((np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale
-                   - np.float32(0.5), np.float32(0.0))
+  scale = np.float64(np.float32(in_size) / np.float32(out_size))
+  # torch evaluates scale * (i + 0.5) - 0.5 in float32 as one fused multiply-add: one rounding.
+  src = ((np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+  src = np.maximum(src, np.float32(0.0))
   i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
   i1 = np.minimum(i0 + 1, in_size - 1)
-  lam = (src - i0).astype(np.float32)
+  lam = src - i0.astype(np.float32)
   m = np.zeros((out_size, in_size), np.float32)
   rows = np.arange(out_size)
   np.add.at(m, (rows, i0), np.float32(1.0) - lam)
