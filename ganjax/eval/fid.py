@@ -148,12 +148,14 @@ def evaluate_batches(batches: Iterable[np.ndarray], extractor: inception.Incepti
 # -- protocol and reference statistics --------------------------------------------------------
 
 
-def protocol(reference: str, num_samples: int, weights_digest: str) -> str:
+def protocol(reference: str, num_samples: int, weights_digest: str,
+             input_size: int = inception.INPUT_SIZE, splits: int = 10) -> str:
   """The one-line description of how a FID / IS number was computed."""
   return (f"FID/IS: pytorch-fid Inception v3 (weights sha256 {weights_digest[:16]}), pool3 "
-          f"2048-d / unbiased 1008 logits, uint8/255 bilinear-resized to 299x299 "
-          f"(align_corners=False) then 2x-1; {num_samples} samples vs reference {reference}; "
-          f"FID with pytorch-fid's sqrtm and eps 1e-6; IS over 10 splits")
+          f"2048-d / unbiased 1008 logits, uint8/255 bilinear-resized to "
+          f"{input_size}x{input_size} (align_corners=False) then 2x-1; {num_samples} samples vs "
+          f"reference {reference}; FID with pytorch-fid's sqrtm and eps 1e-6; IS over "
+          f"{splits} splits")
 
 
 def default_cache_dir() -> str:
@@ -319,7 +321,8 @@ def main(argv: list[str]) -> None:
   is_mean, is_std = inception_score(logits, FLAGS.splits)
   print(f"FID {fid:.4f}  IS {is_mean:.4f} +- {is_std:.4f}  samples {samples.count}  "
         f"reference {ref_text} ({reference.count or '?'} images)")
-  print(f"protocol: {protocol(ref_text, samples.count, extractor.digest)}")
+  text = protocol(ref_text, samples.count, extractor.digest, extractor.input_size, FLAGS.splits)
+  print(f"protocol: {text}")
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

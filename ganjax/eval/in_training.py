@@ -82,7 +82,8 @@ class Evaluation:
           self.ref_dataset, self.ref_split, self.extractor, num_images=self.ref_num,
           image_size=self.image_size, data_dir=self.data_dir, loaded=self.loaded)
       self.loaded = None
-      self.protocol = fid.protocol(self.reference_key, self.num_samples, self.extractor.digest)
+      self.protocol = fid.protocol(self.reference_key, self.num_samples, self.extractor.digest,
+                                   self.extractor.input_size, IS_SPLITS)
       logging.info("%s", self.protocol)
       if self.is_chief:
         self.writer.write_texts(0, {"fid_protocol": self.protocol})
