@@ -79,8 +79,3 @@ def test_in_training_fid_best_checkpoint_generate_and_fid_cli(tmp_path):
   fid_value = float(re.search(r"^FID (\S+)", from_run.stdout, re.M).group(1))
   assert fid_value == pytest.approx(best["fid"], rel=1e-4, abs=1e-4)
 
-  missing = run_module("ganjax.eval.fid", f"--samples={samples}", "--ref=synthetic:64:train",
-                       env={**env, "GANJAX_INCEPTION_WEIGHTS": str(tmp_path / "none.npz")})
-  assert missing.returncode == 1
-  errors = [l for l in missing.stderr.splitlines() if l.startswith("ganjax: error:")]
-  assert len(errors) == 1 and "python -m ganjax.eval.convert_inception" in errors[0]
