@@ -282,6 +282,7 @@ class Trainer:
           if step % config.sample_every_steps == 0 or last:
             self.write_samples(step, state)
           if self.evaluation is not None and self.evaluation.due(step, last):
+            check(step)
             self.evaluation(step, state)
           if step % config.checkpoint_every_steps == 0 or last:
             check(step)

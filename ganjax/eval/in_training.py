@@ -27,6 +27,7 @@ from clu import metric_writers
 import jax
 from jax.sharding import Mesh
 import ml_collections
+import numpy as np
 
 from ganjax import checkpoints, data
 from ganjax.errors import ConfigError
@@ -95,7 +96,9 @@ class Evaluation:
     batches = (x for x, _ in self.sampler.batches(state.sampling_variables, self.num_samples,
                                                   seed=self.seed))
     samples, logits = fid.evaluate_batches(batches, self.extractor)
-    score = fid.frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma)
+    finite = np.isfinite(samples.sigma).all() and np.isfinite(samples.mu).all()
+    score = (fid.frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma)
+             if finite else float("nan"))
     is_mean, is_std = inception_score(logits, IS_SPLITS)
     metrics = {"fid": score, "inception_score": is_mean, "inception_score_std": is_std}
     logging.info("step %d | fid=%.4g inception_score=%.4g (+- %.2g) | %d samples vs %s", step,
