@@ -65,7 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
   # FID / IS during training (see ganjax.eval.in_training), and the best-FID checkpoint.
   c.eval_every_steps = 0          # evaluate every k steps and at the end (0 = off)
   c.eval_num_samples = 10_000     # generated images per evaluation
-  c.eval_batch_size = 250         # sampling and Inception batch (rounded to the device count)
+  c.eval_batch_size = 250         # sampling batch (rounded to the device count); the
+                                  # Inception network takes 50 images per device at a time
   c.inception_path = ""           # converted weights ('' = $GANJAX_INCEPTION_WEIGHTS or
                                   # ~/.cache/ganjax/fid_inception_v3.npz)
   c.fid_reference = ""            # 'DATASET:SPLIT' ('' = the training data set and split)

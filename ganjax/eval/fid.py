@@ -274,7 +274,8 @@ def define_flags() -> None:
   flags.DEFINE_string("data_dir", "", "tfds data_dir for the reference data set.")
   flags.DEFINE_string("inception", None, "FID Inception weights (.npz from "
                       "ganjax.eval.convert_inception; default: the cache).")
-  flags.DEFINE_integer("batch_size", 250, "Batch size of sampling and feature extraction.")
+  flags.DEFINE_integer("batch_size", 250, "Batch size of sampling and image reading (the "
+                       "Inception network runs 50 images per device at a time).")
   flags.DEFINE_integer("splits", 10, "Inception Score splits.")
 
 
@@ -308,7 +309,7 @@ def main(argv: list[str]) -> None:
     first = next(batches)
     size = first.shape[1]
     batches = _chain(first, batches)
-  extractor = inception.load(FLAGS.inception, batch_size=FLAGS.batch_size)
+  extractor = inception.load(FLAGS.inception)
   samples, logits = evaluate_batches(batches, extractor)
   if ref.endswith(".npz"):
     reference, ref_text = Statistics.load(ref), ref

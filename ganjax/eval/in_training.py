@@ -55,8 +55,7 @@ class Evaluation:
                         f"least {IS_SPLITS})")
     batch_size = config.get("eval_batch_size", 250)
     self.seed = config.seed
-    self.extractor = inception.load(config.get("inception_path", "") or None, mesh=mesh,
-                                    batch_size=batch_size)
+    self.extractor = inception.load(config.get("inception_path", "") or None, mesh=mesh)
     self.sampler = Sampler(gan, mesh, batch_size)
     reference = config.get("fid_reference", "")
     if reference:

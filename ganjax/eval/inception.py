@@ -43,6 +43,7 @@ INPUT_SIZE = 299
 POOL_DIM = 2048
 NUM_LOGITS = 1008
 BN_EPSILON = 1e-3
+PER_DEVICE_BATCH = 50
 WEIGHTS_ENV = "GANJAX_INCEPTION_WEIGHTS"
 WEIGHTS_FILE = "fid_inception_v3.npz"
 PYTORCH_FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
@@ -367,10 +368,16 @@ def _round_up(n: int, multiple: int) -> int:
 _TEST_INPUT_SIZE_ENV = "GANJAX_INCEPTION_INPUT_SIZE_FOR_TESTS"
 
 
-def load(path: str | None = None, *, mesh: Mesh | None = None, batch_size: int = 50
+def load(path: str | None = None, *, mesh: Mesh | None = None, batch_size: int | None = None
          ) -> InceptionExtractor:
-  """The feature extractor with the weights at `path` (default: `default_weights_path()`)."""
+  """The feature extractor with the weights at `path` (default: `default_weights_path()`).
+
+  `batch_size` defaults to `PER_DEVICE_BATCH` images per device of the mesh (pytorch-fid's
+  default batch; a 299x299 batch of 50 takes a few GB on the CPU).
+  """
   path = default_weights_path() if path is None else os.path.expanduser(path)
+  mesh = Mesh(np.asarray(jax.devices()), ("data",)) if mesh is None else mesh
+  batch_size = PER_DEVICE_BATCH * mesh.devices.size if batch_size is None else batch_size
   variables = load_variables(path)
   size = int(os.environ.get(_TEST_INPUT_SIZE_ENV) or INPUT_SIZE)
   digest = variables_digest(variables)
