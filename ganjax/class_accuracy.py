@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from absl import logging
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import flax.linen as nn
@@ -62,3 +63,15 @@ def gan_test_accuracy(config: ml_collections.ConfigDict, discriminator: nn.Modul
                            data_dir=config.get("data_dir", "") or None)
   return SplitAccuracy(discriminator, test, mesh,
                        limit=config.get("eval_class_num_images", 0) or None)
+
+
+def log_gan_test_accuracy(evaluator: SplitAccuracy, step: int, state: Any,
+                          writer: Any) -> float:
+  """Evaluates a GAN state's discriminator on the test split; logs ``d_test_class_acc`` to the
+  console and `writer` (a clu metric writer) at `step`."""
+  result = evaluator(state.discriminator.variables)
+  logging.info("step %d | d_test_class_acc=%.4f d_test_class_loss=%.4f", step,
+               result["accuracy"], result["loss"])
+  writer.write_scalars(step, {"d_test_class_acc": result["accuracy"],
+                              "d_test_class_loss": result["loss"]})
+  return result["accuracy"]

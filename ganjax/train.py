@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from ganjax import checkpoints, data, images
+from ganjax import checkpoints, class_accuracy, data, images
 from ganjax.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from ganjax.experiment import GAN, DataSpec, build_gan, write_run_info
 from ganjax.state import GANState
@@ -179,6 +179,8 @@ class Trainer:
     self.sample_z, self.sample_labels, self.sample_rows = fixed_sample_inputs(config.seed,
                                                                               self.gan)
     self.last_saved_step: int | None = None
+    self.test_accuracy = class_accuracy.gan_test_accuracy(config, self.gan.discriminator,
+                                                          self.mesh)
 
   # -- state ------------------------------------------------------------------------------
 
@@ -277,6 +279,8 @@ class Trainer:
                                       {**means, "steps_per_sec": rate})
           if step % config.sample_every_steps == 0 or last:
             self.write_samples(step, state)
+          if self.test_accuracy is not None and (step % config.eval_every_steps == 0 or last):
+            class_accuracy.log_gan_test_accuracy(self.test_accuracy, step, state, self.writer)
           if step % config.checkpoint_every_steps == 0 or last:
             check(step)
             self.save_checkpoint(step, state)
