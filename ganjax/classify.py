@@ -111,6 +111,8 @@ class ClassifierTrainer:
 
   def end_epoch(self, epoch: int, step: int, state: ClassifierState, log: _MetricLog,
                 started: float) -> None:
+    """Logs the epoch's train metrics (the mean over its steps since the last epoch or resume)
+    and the test split's accuracy and loss, then checkpoints."""
     means, _ = log.flush(step)
     test = self.test_accuracy(state.model.variables)
     scalars = {"train_accuracy": means.get("accuracy", float("nan")),
@@ -126,8 +128,8 @@ class ClassifierTrainer:
   def run(self) -> ClassifierState:
     config = self.config
     state = self.initial_state()
-    start, total, per_epoch = int(jax.device_get(state.step)), self.total_steps, \
-        self.steps_per_epoch
+    start = int(jax.device_get(state.step))
+    total, per_epoch = self.total_steps, self.steps_per_epoch
     if start >= total:
       logging.info("run in %s is at step %d >= %d (%d epochs): nothing to do", self.workdir,
                    start, total, config.num_epochs)

@@ -1,5 +1,7 @@
 """Command line: ``python -m ganjax.analysis.visualize --workdir RUN --kind KIND --out DIR``.
 
+``--kind`` may be repeated to run several kinds on one restored network.
+
 Works on a classifier run (configs/classifier.py) and on a GAN run whose discriminator has an
 auxiliary classifier (configs/acgan.py, configs/wgan_gp_acgan.py); the discriminator is restored
 from the run's latest checkpoint (``--step`` for another). Kinds (`ganjax.analysis.gradients`
@@ -46,7 +48,8 @@ from ganjax.experiment import read_run_info
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A classifier run or an auxiliary-classifier GAN run.")
-flags.DEFINE_enum("kind", None, ["perturb", "max_class", "max_features"], "What to compute.")
+flags.DEFINE_multi_enum("kind", None, ["perturb", "max_class", "max_features"],
+                        "What to compute (repeat the flag for several).")
 flags.DEFINE_string("out", None, "Directory for the PNG grids and the JSON summary.")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 flags.DEFINE_list("layer", ["1"], "max_features: convolution number(s), 1-based.")
@@ -287,15 +290,17 @@ KINDS: dict[str, Callable[[Subject, str], dict[str, Any]]] = {
 
 
 def main(argv: list[str]) -> None:
-  del argv
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments: {' '.join(argv[1:])}")
   subject = load_subject(FLAGS.workdir, FLAGS.step)
   os.makedirs(FLAGS.out, exist_ok=True)
-  summary = KINDS[FLAGS.kind](subject, FLAGS.out)
-  summary["workdir"] = os.path.abspath(FLAGS.workdir)
-  path = os.path.join(FLAGS.out, f"{FLAGS.kind}.json")
-  with open(path, "w") as f:
-    json.dump(summary, f, indent=2)
-  print(f"wrote {', '.join(summary['files'])} and {os.path.basename(path)} to {FLAGS.out}")
+  for kind in dict.fromkeys(FLAGS.kind):
+    summary = KINDS[kind](subject, FLAGS.out)
+    summary["workdir"] = os.path.abspath(FLAGS.workdir)
+    path = os.path.join(FLAGS.out, f"{kind}.json")
+    with open(path, "w") as f:
+      json.dump(summary, f, indent=2)
+    print(f"wrote {', '.join(summary['files'])} and {os.path.basename(path)} to {FLAGS.out}")
 
 
 if __name__ == "__main__":
