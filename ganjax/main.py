@@ -2,7 +2,8 @@
 
 Any config key can be overridden (``--config.batch_size=128``); an unknown key is an error
 before any work starts. Running the same command again resumes from the latest checkpoint in
-DIR; raising ``--config.num_train_steps`` continues a finished run.
+DIR; raising ``--config.num_train_steps`` continues a finished run. ``config.task`` picks the
+trainer (`ganjax.tasks`): ``'gan'`` (default) or ``'classifier'`` (configs/classifier.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from ganjax import train  # pylint: disable=g-import-not-at-top
+from ganjax import tasks  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples and TensorBoard events.")
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> None:
     errno_lines = [line.strip() for line in str(e).splitlines() if "Errno" in line]
     cli.fail(f"cannot load the config file: {(errno_lines or str(e).splitlines())[0]}")
   logging.info("config:\n%s", config)
-  train.train_and_evaluate(config, FLAGS.workdir)
+  tasks.get_trainer(config)(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from ganjax import checkpoints, data, images
+from ganjax import checkpoints, class_accuracy, data, images
 from ganjax.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from ganjax.eval import in_training
 from ganjax.experiment import GAN, DataSpec, build_gan, write_run_info
@@ -183,6 +183,8 @@ class Trainer:
     self.last_saved_step: int | None = None
     self.evaluation = in_training.make_evaluation(config, workdir, self.gan, self.mesh,
                                                   self.dataset, self.writer)
+    self.test_accuracy = class_accuracy.gan_test_accuracy(config, self.gan.discriminator,
+                                                          self.mesh)
 
   # -- state ------------------------------------------------------------------------------
 
@@ -284,6 +286,8 @@ class Trainer:
           if self.evaluation is not None and self.evaluation.due(step, last):
             check(step)
             self.evaluation(step, state)
+          if self.test_accuracy is not None and (step % config.eval_every_steps == 0 or last):
+            class_accuracy.log_gan_test_accuracy(self.test_accuracy, step, state, self.writer)
           if step % config.checkpoint_every_steps == 0 or last:
             check(step)
             self.save_checkpoint(step, state)

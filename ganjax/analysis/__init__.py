@@ -1,0 +1,1 @@
+"""Looking inside trained discriminators: gradients, adversarial steps, activation maximization."""
