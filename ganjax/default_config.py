@@ -64,4 +64,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3          # how many recent checkpoints to keep
   c.eval_every_steps = 0          # FID / IS during training (0 = off)
   c.eval_num_samples = 10_000
+
+  # Several hosts (see ganjax.distributed): jax.distributed.initialize before anything else.
+  # Empty values ('', 0, -1) are detected by JAX from the cluster (SLURM, Open MPI, TPU pods).
+  c.distributed = ml_collections.ConfigDict(dict(
+      enabled=False,
+      coordinator_address="",     # 'host:port' of process 0
+      num_processes=0,
+      process_id=-1,
+      cpu_collectives="gloo",     # cross-process collectives on CPU devices ('' = JAX default)
+  ))
   return c
