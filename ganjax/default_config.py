@@ -65,6 +65,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 0          # FID / IS during training (0 = off)
   c.eval_num_samples = 10_000
 
+  # Population (see ganjax.population): K GANs in one jitted step, each with seed + i.
+  c.population = ml_collections.ConfigDict(dict(
+      size=0,                     # number of members (0 or 1 = a single run)
+      sweep="",                   # per-member values: "KEY=V0,V1,...;KEY=..." (K values each)
+      same_batches=False,         # all members see seed's batches (else each its own order)
+  ))
+
   # Several hosts (see ganjax.distributed): jax.distributed.initialize before anything else.
   # Empty values ('', 0, -1) are detected by JAX from the cluster (SLURM, Open MPI, TPU pods).
   c.distributed = ml_collections.ConfigDict(dict(
