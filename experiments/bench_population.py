@@ -13,6 +13,14 @@ loading excluded). One "population iteration" = one update of all K GANs either 
 
 and population steps/s * K = GAN-updates/s. Other processes share the machine's cores, so
 absolute speeds drift; the ratio within a round is the figure that counts (median over rounds).
+
+Measured on the shared 2-core CPU (width 16, batch 32, load average 9-12): speedup 0.82x at
+K=1, 0.33x at K=4, 0.35x at K=8 -- the population step is about 3x SLOWER than K sequential
+steps here. `jax.vmap` of a convolution whose weights carry the member axis becomes one grouped
+convolution (``feature_group_count=K``), and XLA's CPU backend runs grouped convolutions on a
+slow path (like the other layout-sensitive convolution cases in PERF_NOTES.md). The one-program
+population pays off where grouped/batched convolutions are fast (GPUs, TPUs); on this CPU,
+populations buy the bookkeeping (one run, per-member outputs, a summary), not speed.
 """
 
 from __future__ import annotations
