@@ -15,7 +15,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from ganjax import distributed  # pylint: disable=g-import-not-at-top
-from ganjax import train
+from ganjax import train  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples and TensorBoard events.")

@@ -335,7 +335,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANSt
 
   A population config (``population.size > 1``) trains all members; the state is stacked.
   """
-  from ganjax import population_train  # pylint: disable=g-import-not-at-top  # extends Trainer
+  # Imported here: population_train extends Trainer, so it imports this module.
+  from ganjax import population_train  # pylint: disable=g-import-not-at-top
   trainer = population_train.trainer_for(config, workdir)
   try:
     return trainer.run()
