@@ -71,4 +71,21 @@ def get_config() -> ml_collections.ConfigDict:
                                   # ~/.cache/ganjax/fid_inception_v3.npz)
   c.fid_reference = ""            # 'DATASET:SPLIT' ('' = the training data set and split)
   c.fid_reference_num_images = 0  # reference images (0 = the whole split)
+
+  # Population (see ganjax.population): K GANs in one jitted step, each with seed + i.
+  c.population = ml_collections.ConfigDict(dict(
+      size=0,                     # number of members (0 or 1 = a single run)
+      sweep="",                   # per-member values: "KEY=V0,V1,...;KEY=..." (K values each)
+      same_batches=False,         # all members see seed's batches (else each its own order)
+  ))
+
+  # Several hosts (see ganjax.distributed): jax.distributed.initialize before anything else.
+  # Empty values ('', 0, -1) are detected by JAX from the cluster (SLURM, Open MPI, TPU pods).
+  c.distributed = ml_collections.ConfigDict(dict(
+      enabled=False,
+      coordinator_address="",     # 'host:port' of process 0
+      num_processes=0,
+      process_id=-1,
+      cpu_collectives="gloo",     # cross-process collectives on CPU devices ('' = JAX default)
+  ))
   return c

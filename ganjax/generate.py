@@ -1,7 +1,7 @@
 """Sample export: ``python -m ganjax.generate --workdir RUN --num N --out DIR_OR_NPZ``.
 
 Writes N samples of a run's generator (the EMA weights when the run keeps them) from its latest
-checkpoint (or ``--step``):
+checkpoint (or ``--step``); of a population run, member ``--member i``'s:
 
 * ``--out DIR``: PNG files ``DIR/000000.png ...``, which pytorch-fid and torch-fidelity read
   directly; with ``--per_class``, N images of every class in ``DIR/<class name>/``;
@@ -38,6 +38,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
   flags.DEFINE_integer("seed", 0, "Seed of the latents.")
   flags.DEFINE_integer("batch_size", 256, "Sampling batch size.")
+  flags.DEFINE_integer("member", None, "Member of a population run (ganjax.population).")
   flags.mark_flags_as_required(["workdir", "num", "out"])
 
 
@@ -56,11 +57,11 @@ def write_pngs(batches: Iterator[tuple[np.ndarray, np.ndarray | None]], folder: 
 
 
 def export(workdir: str, num: int, out: str, *, per_class: bool = False, step: int | None = None,
-           seed: int = 0, batch_size: int = 256) -> int:
-  """Writes the samples; returns how many images were written."""
+           seed: int = 0, batch_size: int = 256, member: int | None = None) -> int:
+  """Writes the samples (of population member `member`); returns how many were written."""
   if num < 1:
     raise ConfigError(f"--num must be at least 1, got {num}")
-  _, gan, state = load_run(workdir, step)
+  _, gan, state = load_run(workdir, step, member)
   sampler = Sampler(gan, Mesh(np.asarray(jax.devices()), ("data",)), batch_size)
   variables = state.sampling_variables
   classes = list(enumerate(gan.data.class_names)) if per_class else [(None, None)]
@@ -93,7 +94,8 @@ def export(workdir: str, num: int, out: str, *, per_class: bool = False, step: i
 def main(argv: list[str]) -> None:
   del argv
   count = export(FLAGS.workdir, FLAGS.num, FLAGS.out, per_class=FLAGS.per_class,
-                 step=FLAGS.step, seed=FLAGS.seed, batch_size=FLAGS.batch_size)
+                 step=FLAGS.step, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+                 member=FLAGS.member)
   print(f"wrote {count} images to {FLAGS.out}")
 
 

@@ -15,7 +15,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from ganjax import tasks  # pylint: disable=g-import-not-at-top
+from ganjax import distributed  # pylint: disable=g-import-not-at-top
+from ganjax import tasks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples and TensorBoard events.")
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> None:
     errno_lines = [line.strip() for line in str(e).splitlines() if "Errno" in line]
     cli.fail(f"cannot load the config file: {(errno_lines or str(e).splitlines())[0]}")
   logging.info("config:\n%s", config)
+  distributed.initialize(config)  # before anything touches the JAX backend
   tasks.get_trainer(config)(config, FLAGS.workdir)
 
 

@@ -79,8 +79,19 @@ def _options_of(fn: Callable[..., Any]) -> set[str]:
   return set(inspect.signature(fn).parameters) - {"learning_rate", "total_steps"}
 
 
+def injectable_options(name: str) -> set[str]:
+  """The numeric options of optimizer `name` that `make_optimizer` can keep in its state."""
+  return {"learning_rate"} | (_options_of(OPTIMIZERS[name]) & INJECTABLE)
+
+
+# Options that may be arrays in the optimizer state; the others select code (weight decay on or
+# off, momentum on or off, Nesterov).
+INJECTABLE = frozenset({"learning_rate", "b1", "b2", "eps", "decay"})
+
+
 def make_optimizer(section: Mapping[str, Any], total_updates: int,
-                   what: str = "optimizer") -> optax.GradientTransformation:
+                   what: str = "optimizer", injected: tuple[str, ...] = ()
+                   ) -> optax.GradientTransformation:
   """Builds the optax optimizer a config section describes.
 
   Args:
@@ -89,6 +100,11 @@ def make_optimizer(section: Mapping[str, Any], total_updates: int,
     total_updates: how many updates this optimizer makes in the whole run (the schedules'
       fractions refer to it).
     what: the section's name, for error messages.
+    injected: options (of `injectable_options`) kept as arrays in the optimizer state through
+      `optax.inject_hyperparams`, so that states of one optimizer can hold different values
+      (members of a population, `jax.vmap`-ed). A schedule then multiplies the updates by
+      ``schedule(t) / learning_rate`` (every schedule here is the learning rate times a factor
+      of t), so the injected rate stays a plain number.
   """
   options = dict(section)
   name = options.pop("name", None)
@@ -109,5 +125,24 @@ def make_optimizer(section: Mapping[str, Any], total_updates: int,
                      f"({sorted(opt_keys)}) or schedule {schedule_name!r} ({sorted(sched_keys)})")
   schedule = sched_fn(learning_rate, total_updates,
                       **{k: v for k, v in options.items() if k in sched_keys})
+  opt_options = {k: v for k, v in options.items() if k in opt_keys}
+  if injected:
+    return _injected(opt_fn, learning_rate, opt_options, schedule_name, schedule,
+                     tuple(injected), what, name)
   rate = learning_rate if schedule_name == "constant" else schedule
-  return opt_fn(rate, **{k: v for k, v in options.items() if k in opt_keys})
+  return opt_fn(rate, **opt_options)
+
+
+def _injected(opt_fn, learning_rate: float, opt_options: dict[str, Any], schedule_name: str,
+              schedule: Schedule, injected: tuple[str, ...], what: str,
+              name: str) -> optax.GradientTransformation:
+  bad = sorted(set(injected) - injectable_options(name))
+  if bad:
+    raise ConfigError(f"{what}: {bad} cannot be held in the state of optimizer {name!r}; "
+                      f"these can: {sorted(injectable_options(name))}")
+  static = tuple(sorted(_options_of(opt_fn) - set(injected)))  # defaults too: code switches
+  tx = optax.inject_hyperparams(opt_fn, static_args=static)(learning_rate, **opt_options)
+  if schedule_name == "constant":
+    return tx
+  factor = lambda count: schedule(count) / learning_rate
+  return optax.chain(tx, optax.scale_by_schedule(factor))

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-from ganjax import checkpoints
+from ganjax import checkpoints, population
 from ganjax.data import to_uint8
-from ganjax.errors import CheckpointError
+from ganjax.errors import CheckpointError, ConfigError
 from ganjax.experiment import GAN, build_gan, read_run_info
 from ganjax.state import GANState
 
@@ -62,25 +62,41 @@ class Sampler:
       index += 1
 
 
-def load_run(workdir: str, step: int | None = None) -> tuple[Any, GAN, GANState]:
+def load_run(workdir: str, step: int | None = None,
+             member: int | None = None) -> tuple[Any, GAN, GANState]:
   """The config, models and restored state of the run in `workdir` (latest checkpoint by default).
 
-  Needs no data: the data spec comes from the run's ``run_info.json``.
+  Needs no data: the data spec comes from the run's ``run_info.json``. For a population run
+  (`ganjax.population`), `member` i selects member i: its config (seed and swept values) and its
+  slice of the stacked state.
   """
   config, spec = read_run_info(workdir)
   mesh = Mesh(np.asarray(jax.devices()), ("data",))
-  gan = build_gan(config, spec)
+  pop_config = population.population_of(config)
+  if pop_config is None and member is not None:
+    raise ConfigError(f"{workdir!r} is a single run, not a population: it has no member {member}")
+  if pop_config is not None and member is None:
+    raise ConfigError(f"{workdir!r} is a population of {pop_config.size} members; choose one "
+                      "with --member")
+  if pop_config is None:
+    gan = build_gan(config, spec)
+    init, rng = gan.init, jax.random.PRNGKey(config.seed)
+  else:
+    member_config = population.member_config(config, member)  # checks the member's range
+    pop = population.build_population(config, spec)
+    gan, init, rng = pop.gan, pop.init, pop.rngs()
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise CheckpointError(f"{workdir!r} has no checkpoints directory")
   mngr = checkpoints.manager(directory, read_only=True)
   try:
-    target = checkpoints.abstract_state(gan.init, jax.random.PRNGKey(config.seed),
-                                        NamedSharding(mesh, P()))
+    target = checkpoints.abstract_state(init, rng, NamedSharding(mesh, P()))
     if step is not None and step not in mngr.all_steps():
       raise CheckpointError(f"no checkpoint for step {step} in {directory} (there are "
                             f"{sorted(mngr.all_steps())})")
     state = checkpoints.restore(mngr, target, step)
   finally:
     mngr.close()
+  if pop_config is not None:
+    return member_config, gan, population.member_state(state, member)
   return config, gan, state

@@ -7,6 +7,11 @@ over a device mesh, `jax.vmap`-ed over a population of runs, or called from rese
 
 A batch is ``{'image': float32 [n_critic, B, H, W, C] in [-1, 1], 'label': int32
 [n_critic, B]}``; the leading axis holds one real batch per critic update.
+
+The scalar weights named in `HYPERPARAMETERS` are Python floats of `StepOptions`, folded into
+the compiled step; ``train_step(state, batch, hyper)`` takes any of them as (traced) arrays
+instead, so that `jax.vmap` can give every member of a population its own value
+(`ganjax.population`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ Array = jax.Array
 Batch = dict[str, Array]
 Metrics = dict[str, Array]
 PyTree = Any
+
+# StepOptions fields that train_step also takes as arrays in its `hyper` argument.
+HYPERPARAMETERS = ("gradient_penalty", "r1_penalty", "aux_classifier_weight", "ema_decay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +134,11 @@ def _class_accuracy(logits: Array, labels: Array) -> Array:
 def make_train_step(generator: nn.Module, discriminator: nn.Module,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
                     options: StepOptions = StepOptions()
-                    ) -> Callable[[GANState, Batch], tuple[GANState, Metrics]]:
-  """Builds the pure function ``train_step(state, batch) -> (state, metrics)``.
+                    ) -> Callable[..., tuple[GANState, Metrics]]:
+  """Builds the pure function ``train_step(state, batch, hyper=None) -> (state, metrics)``.
+
+  `hyper` maps names of `HYPERPARAMETERS` to scalar arrays that replace the options' values (a
+  penalty named there is computed even when its option is 0).
 
   Metrics (float32 scalars; discriminator metrics are means over the critic updates):
   ``d_loss`` (total critic loss), ``d_adv_loss``, ``g_loss``, ``d_real`` / ``d_fake`` (mean raw
@@ -138,7 +149,10 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
   o = options
   objective = o.objective
 
-  def critic_loss(d_params, d_collections, real, real_labels, fake, fake_labels, rng):
+  def weight(hyper, name):  # a traced per-member value, or the static option
+    return hyper[name] if name in hyper else getattr(o, name)
+
+  def critic_loss(d_params, d_collections, real, real_labels, fake, fake_labels, rng, hyper):
     rng_real, rng_fake, rng_gp = jax.random.split(rng, 3)
     real_out, d_collections = apply_model(discriminator, d_params, d_collections, real,
                                           real_labels, train=True, rng=rng_real,
@@ -155,25 +169,25 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
       return apply_model(discriminator, d_params, d_collections, x, real_labels, train=True,
                          rng=rng_gp)[0]["adv"]
 
-    if o.gradient_penalty:
+    if o.gradient_penalty or "gradient_penalty" in hyper:
       gp = regularizers.gradient_penalty(critic, real, fake, rng_gp)
-      loss += o.gradient_penalty * gp
+      loss += weight(hyper, "gradient_penalty") * gp
       metrics["gradient_penalty"] = gp
-    if o.r1_penalty:
+    if o.r1_penalty or "r1_penalty" in hyper:
       r1 = regularizers.r1_penalty(critic, real)
-      loss += 0.5 * o.r1_penalty * r1
+      loss += 0.5 * weight(hyper, "r1_penalty") * r1
       metrics["r1_penalty"] = r1
-    if o.aux_classifier_weight:
+    if o.aux_classifier_weight or "aux_classifier_weight" in hyper:
       class_loss = losses.classification_loss(real_out["class_logits"], real_labels)
       if o.aux_classifier_on_fake:
         class_loss += losses.classification_loss(fake_out["class_logits"], fake_labels)
-      loss += o.aux_classifier_weight * class_loss
+      loss += weight(hyper, "aux_classifier_weight") * class_loss
       metrics["d_class_loss"] = class_loss
       metrics["d_real_class_acc"] = _class_accuracy(real_out["class_logits"], real_labels)
     metrics["d_loss"] = loss
     return loss, (d_collections, metrics)
 
-  def critic_update(g_params, step_rng, carry, inputs):
+  def critic_update(g_params, step_rng, hyper, carry, inputs):
     d_player, g_collections = carry
     real, real_labels, index = inputs
     z_key, loss_key = jax.random.split(jax.random.fold_in(step_rng, index))
@@ -182,11 +196,11 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                                       train=True)  # G's spectral vectors move in its update
     grads, (d_collections, metrics) = jax.grad(critic_loss, has_aux=True)(
         d_player.params, d_player.collections, real, real_labels,
-        jax.lax.stop_gradient(fake), fake_labels, loss_key)
+        jax.lax.stop_gradient(fake), fake_labels, loss_key, hyper)
     d_player = _apply_updates(d_player, grads, d_tx, d_collections, o.d_projection)
     return (d_player, g_collections), metrics
 
-  def generator_loss(g_params, g_collections, d_player, batch_size, rng):
+  def generator_loss(g_params, g_collections, d_player, batch_size, rng, hyper):
     z_key, d_key = jax.random.split(rng)
     z, fake_labels = sample_latents(z_key, generator, batch_size, o.batch_sharding)
     fake, g_collections = apply_model(generator, g_params, g_collections, z, fake_labels,
@@ -195,20 +209,25 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                               fake_labels, train=True, rng=d_key)
     loss = objective.generator_loss(fake_out["adv"])
     metrics = {"g_adv_loss": loss}
-    if o.aux_classifier_weight:
+    if o.aux_classifier_weight or "aux_classifier_weight" in hyper:
       class_loss = losses.classification_loss(fake_out["class_logits"], fake_labels)
-      loss += o.aux_classifier_weight * class_loss
+      loss += weight(hyper, "aux_classifier_weight") * class_loss
       metrics["g_class_loss"] = class_loss
     metrics["g_loss"] = loss
     return loss, (g_collections, metrics)
 
-  def update_ema(ema_params, g_params, step):
+  def update_ema(ema_params, g_params, step, hyper):
     if ema_params is None:
       return None
-    decay = jnp.where(step >= o.ema_start_step, o.ema_decay, 0.0)
+    decay = jnp.where(step >= o.ema_start_step, weight(hyper, "ema_decay"), 0.0)
     return optax.incremental_update(g_params, ema_params, step_size=1.0 - decay)
 
-  def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
+  def train_step(state: GANState, batch: Batch,
+                 hyper: dict[str, Array] | None = None) -> tuple[GANState, Metrics]:
+    hyper = {} if hyper is None else hyper
+    unknown = sorted(set(hyper) - set(HYPERPARAMETERS))
+    if unknown:
+      raise ValueError(f"hyper has {unknown}; train_step takes {list(HYPERPARAMETERS)}")
     images, labels = batch["image"], batch["label"]
     if images.shape[0] != o.n_critic:
       raise ValueError(f"batch has {images.shape[0]} critic batches, the step needs "
@@ -216,7 +235,7 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     step_rng = jax.random.fold_in(state.rng, state.step)
     critic_rng, g_rng = jax.random.split(step_rng)
     g_player = state.generator
-    update = functools.partial(critic_update, g_player.params, critic_rng)
+    update = functools.partial(critic_update, g_player.params, critic_rng, hyper)
     carry = (state.discriminator, g_player.collections)
     if o.unroll_critic:
       per_update = []
@@ -229,13 +248,13 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                                       (images, labels, jnp.arange(o.n_critic)))
     d_player, g_collections = carry
     grads, (g_collections, g_metrics) = jax.grad(generator_loss, has_aux=True)(
-        g_player.params, g_collections, d_player, images.shape[1], g_rng)
+        g_player.params, g_collections, d_player, images.shape[1], g_rng, hyper)
     g_player = _apply_updates(g_player, grads, g_tx, g_collections)
     new_state = state.replace(
         step=state.step + 1,
         generator=g_player,
         discriminator=d_player,
-        ema_params=update_ema(state.ema_params, g_player.params, state.step))
+        ema_params=update_ema(state.ema_params, g_player.params, state.step, hyper))
     metrics = {k: jnp.mean(v) for k, v in d_metrics.items()} | g_metrics
     return new_state, metrics
 

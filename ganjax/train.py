@@ -188,15 +188,23 @@ class Trainer:
 
   # -- state ------------------------------------------------------------------------------
 
+  def state_step(self, state: GANState) -> int:
+    """The number of completed steps of `state`."""
+    return int(jax.device_get(state.step))
+
+  def init_fn(self) -> tuple[Callable[[jax.Array], GANState], jax.Array]:
+    """The pure initializer of the state and the key it takes."""
+    return self.gan.init, jax.random.PRNGKey(self.config.seed)
+
   def initial_state(self) -> GANState:
     """The latest checkpoint's state, or a freshly initialized one."""
-    rng = jax.random.PRNGKey(self.config.seed)
+    init, rng = self.init_fn()
     latest = self.ckpt.latest_step()
     if latest is None:
       logging.info("initializing a new run in %s", self.workdir)
-      return jax.jit(self.gan.init, out_shardings=self.replicated)(rng)
+      return jax.jit(init, out_shardings=self.replicated)(rng)
     logging.info("resuming from %s/checkpoints/%d", self.workdir, latest)
-    target = checkpoints.abstract_state(self.gan.init, rng, self.replicated)
+    target = checkpoints.abstract_state(init, rng, self.replicated)
     self.last_saved_step = latest
     return checkpoints.restore(self.ckpt, target, latest)
 
@@ -226,6 +234,27 @@ class Trainer:
 
   # -- loop -------------------------------------------------------------------------------
 
+  def batch_iterator(self, start: int) -> data.BatchIterator:
+    """This process's slices of the batches of steps start, start + 1, ..."""
+    config = self.config
+    return data.BatchIterator(
+        self.dataset, seed=config.seed, batch_size=config.batch_size,
+        n_critic=config.n_critic, start_step=start, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+  def global_batch(self, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    return to_global_batch(local, self.batch_sharding, self.config.batch_size)
+
+  def metric_values(self, metrics: dict[str, jax.Array]) -> Metrics:
+    """A step's metrics as Python floats, by name."""
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+  def write_metrics(self, step: int, log: "_MetricLog", means: Metrics, rate: float) -> None:
+    """The console line and TensorBoard scalars of the steps since the last one."""
+    logging.info("%s", log.line(step, means, rate))
+    self.writer.write_scalars(step, means if np.isnan(rate) else
+                              {**means, "steps_per_sec": rate})
+
   def _compiled_step(self) -> Callable[..., Any]:
     return jax.jit(self.gan.train_step(),
                    in_shardings=(self.replicated, self.batch_sharding),
@@ -235,7 +264,7 @@ class Trainer:
   def run(self) -> GANState:
     config = self.config
     state = self.initial_state()
-    start = int(jax.device_get(state.step))
+    start = self.state_step(state)
     total = config.num_train_steps
     if start >= total:
       logging.info("run in %s is at step %d >= num_train_steps=%d: nothing to do",
@@ -244,17 +273,14 @@ class Trainer:
     if self.is_chief and start == 0:
       self.writer.write_hparams(dict(_flatten(config.to_dict())))
     train_step = self._compiled_step()
-    batches = data.BatchIterator(
-        self.dataset, seed=config.seed, batch_size=config.batch_size,
-        n_critic=config.n_critic, start_step=start, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    batches = self.batch_iterator(start)
     log = _MetricLog(total_steps=total, last_step=start)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
 
     def check(upto: int) -> None:
       while pending and pending[0][0] <= upto:
         step, metrics = pending.pop(0)
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        values = self.metric_values(metrics)
         bad = sorted(k for k, v in values.items() if not np.isfinite(v))
         if bad:
           raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step}; "
@@ -265,8 +291,7 @@ class Trainer:
       with _StopSignal() as stop:
         for step in range(start + 1, total + 1):
           _, local = next(batches)
-          state, metrics = train_step(
-              state, to_global_batch(local, self.batch_sharding, config.batch_size))
+          state, metrics = train_step(state, self.global_batch(local))
           pending.append((step, metrics))
           check(step - 1)  # the previous step's metrics: keeps one step in flight
           if step == start + 1:
@@ -278,9 +303,7 @@ class Trainer:
           if step % config.log_every_steps == 0 or last:
             check(step)
             means, rate = log.flush(step)
-            logging.info("%s", log.line(step, means, rate))
-            self.writer.write_scalars(step, means if np.isnan(rate) else
-                                      {**means, "steps_per_sec": rate})
+            self.write_metrics(step, log, means, rate)
           if step % config.sample_every_steps == 0 or last:
             self.write_samples(step, state)
           if self.evaluation is not None and self.evaluation.due(step, last):
@@ -321,8 +344,13 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> GANState:
-  """Trains (or resumes) the run `config` describes in `workdir`; returns the final state."""
-  trainer = Trainer(config, workdir)
+  """Trains (or resumes) the run `config` describes in `workdir`; returns the final state.
+
+  A population config (``population.size > 1``) trains all members; the state is stacked.
+  """
+  # Imported here: population_train extends Trainer, so it imports this module.
+  from ganjax import population_train  # pylint: disable=g-import-not-at-top
+  trainer = population_train.trainer_for(config, workdir)
   try:
     return trainer.run()
   finally:

@@ -1,0 +1,138 @@
+"""A population step (K GANs in one vmapped jit) against K sequential single-run steps.
+
+  python experiments/bench_population.py [--sizes 1,4,8] [--width 16] [--batch 32]
+                                          [--rounds 3] [--window 2]
+
+For each K: `ganjax.population.PopulationGAN`'s step (``jax.vmap`` of the pure train step over
+K stacked DCGAN states, own batches per member, one `jax.jit`, state donated) and K single-run
+steps (the same config's `train_step` under one `jax.jit`, called once per member) are timed in
+alternating windows after compilation and warm-up, on fixed synthetic 32x32 batches (data
+loading excluded). One "population iteration" = one update of all K GANs either way, so
+
+  speedup = (K sequential single steps, seconds) / (one population step, seconds)
+
+and population steps/s * K = GAN-updates/s. Other processes share the machine's cores, so
+absolute speeds drift; the ratio within a round is the figure that counts (median over rounds).
+
+Measured on the shared 2-core CPU (width 16, batch 32, load average 9-12): speedup 0.82x at
+K=1, 0.33x at K=4, 0.35x at K=8 -- the population step is about 3x SLOWER than K sequential
+steps here. `jax.vmap` of a convolution whose weights carry the member axis becomes one grouped
+convolution (``feature_group_count=K``), and XLA's CPU backend runs grouped convolutions on a
+slow path (like the other layout-sensitive convolution cases in PERF_NOTES.md). The one-program
+population pays off where grouped/batched convolutions are fast (GPUs, TPUs); on this CPU,
+populations buy the bookkeeping (one run, per-member outputs, a summary), not speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--sizes", default="1,4,8")
+  ap.add_argument("--width", type=int, default=16)
+  ap.add_argument("--z_dim", type=int, default=64)
+  ap.add_argument("--batch", type=int, default=32)
+  ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument("--window", type=int, default=2, help="iterations per timing window")
+  return ap.parse_args(argv)
+
+
+def _config(args, k):
+  sys.path.insert(0, str(ROOT))
+  from ganjax import default_config  # pylint: disable=g-import-not-at-top
+  c = default_config.get_config()
+  c.update(dataset="synthetic:256", image_size=32, batch_size=args.batch)
+  c.generator.update(width=args.width, z_dim=args.z_dim)
+  c.discriminator.update(width=args.width)
+  c.population.update(size=k, sweep="d_optimizer.learning_rate=" + ",".join(
+      f"{2e-4 * (1 + i / 4):g}" for i in range(k)) if k > 1 else "")
+  return c
+
+
+def bench(args, k):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp
+  import numpy as np
+  from ganjax import data, experiment, population  # pylint: disable=g-import-not-at-top
+
+  config = _config(args, k)
+  dataset = data.load_dataset(config.dataset, "train", 32)
+  spec = experiment.DataSpec(dataset.image_shape, dataset.class_names)
+  batches = [data.training_batch(dataset, seed=s, step=0, batch_size=args.batch)
+             for s in range(k)]
+
+  if k > 1:
+    pop = population.build_population(config, spec)
+  else:  # a population of one: the vmapped step over a member axis of size 1
+    pop = population.PopulationGAN(experiment.build_gan(config, spec),
+                                   population.Population(1, {}, False), (0,), {}, {})
+  pop_state = jax.jit(pop.init)(pop.rngs())
+  pop_step = jax.jit(pop.train_step(), donate_argnums=0)
+  hyper = {n: jnp.asarray(v) for n, v in pop.hyper.items()}
+  stacked = jax.device_put(jax.tree.map(lambda *x: np.stack(x), *batches))
+  gan = experiment.build_gan(config, spec)  # the same program for every member
+  single_step = jax.jit(gan.train_step(), donate_argnums=0)
+  singles = [jax.jit(gan.init)(jax.random.PRNGKey(i)) for i in range(k)]
+  single_batches = [jax.device_put(b) for b in batches]
+
+  def run_population(n):
+    nonlocal pop_state
+    for _ in range(n):
+      pop_state, m = pop_step(pop_state, stacked, hyper)
+    jax.block_until_ready(m)
+
+  def run_sequential(n):
+    for _ in range(n):
+      for i in range(k):
+        singles[i], m = single_step(singles[i], single_batches[i])
+    jax.block_until_ready(m)
+
+  runners = {"sequential": run_sequential, "population": run_population}
+  for run in runners.values():  # compile and warm up
+    run(2)
+  times = {name: [] for name in runners}
+  for r in range(args.rounds):
+    order = list(runners) if r % 2 == 0 else list(runners)[::-1]
+    for name in order:
+      t0 = time.perf_counter()
+      runners[name](args.window)
+      times[name].append((time.perf_counter() - t0) / args.window)
+  seq = statistics.median(times["sequential"])
+  out = {"K": k, "sequential_iters_per_s": 1.0 / seq,
+         "sequential_gan_updates_per_s": k / seq}
+  pop_t = statistics.median(times["population"])
+  ratios = [s / p for s, p in zip(times["sequential"], times["population"])]
+  out.update(population_iters_per_s=1.0 / pop_t, population_gan_updates_per_s=k / pop_t,
+             speedup_median=statistics.median(ratios), speedup_per_round=ratios)
+  return out
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  with open("/proc/loadavg") as f:
+    load = f.read().split()[:3]
+  print(f"loadavg at start: {' '.join(load)}", flush=True)
+  for k in [int(s) for s in args.sizes.split(",")]:
+    r = bench(args, k)
+    print(f"K={k}: population {r['population_iters_per_s']:.3f} steps/s "
+          f"({r['population_gan_updates_per_s']:.2f} GAN-updates/s) vs {k} sequential "
+          f"{r['sequential_iters_per_s']:.3f} rounds/s "
+          f"({r['sequential_gan_updates_per_s']:.2f} GAN-updates/s): speedup "
+          f"{r['speedup_median']:.2f}x (rounds: "
+          f"{', '.join(f'{x:.2f}' for x in r['speedup_per_round'])})", flush=True)
+    print("RESULT " + json.dumps(r), flush=True)
+  with open("/proc/loadavg") as f:
+    print(f"loadavg at end: {' '.join(f.read().split()[:3])}", flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,106 @@
+"""Two processes (jax.distributed, gloo CPU collectives) train exactly like one with two devices."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from ganjax import distributed, sampling
+from ganjax.errors import ConfigError
+from tests.conftest import REPO_ROOT, subprocess_env
+from tests.tiny import tiny_config, tiny_flags
+
+
+def test_initialize_kwargs_pass_only_given_values():
+  config = tiny_config("dcgan")
+  assert distributed.initialize_kwargs(config) is None
+  config.distributed.enabled = True
+  assert distributed.initialize_kwargs(config) == {}  # JAX's cluster detection fills them in
+  config.distributed.update(coordinator_address="127.0.0.1:1234", num_processes=2, process_id=1)
+  assert distributed.initialize_kwargs(config) == {
+      "coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 1}
+  config.distributed.process_id = 2
+  with pytest.raises(ConfigError, match="process_id=2"):
+    distributed.initialize_kwargs(config)
+  del config["distributed"]  # a run config from before the section existed
+  assert distributed.initialize_kwargs(config) is None
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _cli(workdir: str, steps: int, *extra: str) -> list[str]:
+  return [sys.executable, "-m", "ganjax.main", "--config=configs/dcgan.py",
+          f"--workdir={workdir}",
+          *tiny_flags(num_train_steps=steps, log_every_steps=5, sample_every_steps=5,
+                      checkpoint_every_steps=5), *extra]
+
+
+def _env(devices: int) -> dict[str, str]:
+  return subprocess_env(JAX_PLATFORMS="cpu",
+                        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _run_processes(commands: list[list[str]], env: dict[str, str], timeout: float = 300) -> None:
+  """Runs the commands at once; if one fails or time runs out, kills all and shows stderr."""
+  procs = [subprocess.Popen(c, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for c in commands]
+  deadline = time.monotonic() + timeout
+  try:
+    while any(p.poll() is None for p in procs):
+      failed = any(p.returncode not in (None, 0) for p in procs)
+      if failed or time.monotonic() > deadline:
+        break
+      time.sleep(0.2)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+    outputs = [p.communicate() for p in procs]
+  if any(p.returncode != 0 for p in procs):
+    report = "\n".join(f"--- process {i} (exit {p.returncode}) stderr:\n{err[-3000:]}"
+                       for i, (p, (_, err)) in enumerate(zip(procs, outputs)))
+    pytest.fail(f"a process failed or timed out after {timeout} s:\n{report}")
+
+
+def _leaves(state):
+  return [np.asarray(x) for x in jax.tree.leaves(
+      (state.generator.params, state.discriminator.params, state.generator.collections,
+       state.discriminator.collections, state.generator.opt_state,
+       state.discriminator.opt_state))]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_two_devices(tmp_path):
+  single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
+  _run_processes([_cli(single, 10)], _env(2))
+
+  def both(steps):
+    port = _free_port()
+    return [_cli(multi, steps, "--config.distributed.enabled=True",
+                 f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+                 "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}")
+            for i in range(2)]
+
+  _run_processes(both(5), _env(1))
+  _run_processes(both(10), _env(1))  # resumes from step 5: restore from both processes
+
+  # Only the chief writes run info, events and sample grids; checkpoints are shared.
+  assert sorted(os.listdir(os.path.join(multi, "checkpoints"))) == ["10", "5"]
+  assert sorted(os.listdir(os.path.join(multi, "samples"))) == ["step_10.png", "step_5.png"]
+  events = [f for f in os.listdir(multi) if f.startswith("events.out.tfevents")]
+  assert len(events) == 2  # one per run of the chief (first 5 steps, then the resumed 5)
+
+  _, _, expected = sampling.load_run(single)
+  _, _, got = sampling.load_run(multi)
+  assert int(got.step) == int(expected.step) == 10
+  diffs = [float(np.max(np.abs(a - b))) for a, b in zip(_leaves(expected), _leaves(got))]
+  assert max(diffs) < 1e-5, max(diffs)
