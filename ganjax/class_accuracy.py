@@ -3,9 +3,10 @@
 `SplitAccuracy` holds one split in host memory and a jitted `ganjax.classifier.make_eval_step`
 over a device mesh (batch split on ``'data'``, variables replicated); calling it with the
 network's variables returns ``{'accuracy', 'loss'}`` over every example of the split (the last
-batch padded and masked). The classifier trainer uses it every epoch; the GAN trainer uses
-`gan_test_accuracy` every ``eval_every_steps`` for auxiliary-classifier runs
-(``aux_classifier_weight > 0``), logging ``d_test_class_acc``.
+batch padded and masked; with several processes each feeds its slice of every batch). The
+classifier trainer uses it every epoch; the GAN trainer uses `gan_test_accuracy` every
+``eval_every_steps`` for auxiliary-classifier runs (``aux_classifier_weight > 0``), logging
+``d_test_class_acc``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class SplitAccuracy:
                          in_shardings=(replicated, split, split, split),
                          out_shardings=replicated)
 
+  def _global(self, x: np.ndarray) -> jax.Array:
+    """This process's slice of a global batch, assembled into one array on the mesh."""
+    local = self.batch_size // jax.process_count()
+    start = jax.process_index() * local
+    return jax.make_array_from_process_local_data(self._split, x[start:start + local], x.shape)
+
   def __call__(self, variables: Any) -> dict[str, float]:
     totals = {"correct": 0.0, "loss_sum": 0.0, "count": 0.0}
     for images, labels in data.iterate_in_order(self.dataset, self.batch_size, self.limit):
@@ -46,7 +53,7 @@ class SplitAccuracy:
       images = np.pad(data.to_float(images), ((0, pad), (0, 0), (0, 0), (0, 0)))
       labels = np.pad(labels, (0, pad))
       mask = np.arange(self.batch_size) < k
-      out = self._eval(variables, images, labels, mask)
+      out = self._eval(variables, *(self._global(x) for x in (images, labels, mask)))
       for key, value in jax.device_get(out).items():
         totals[key] += float(value)
     count = max(totals["count"], 1.0)
