@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from ganjax import data, images, population
+from ganjax.errors import ConfigError
 from ganjax.state import GANState
 from ganjax.train import Metrics, Trainer, _MetricLog
 
@@ -125,6 +126,10 @@ class PopulationTrainer(Trainer):
   """A `Trainer` whose state holds all members of ``config.population`` on a leading axis."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    if config.get("eval_every_steps", 0):
+      raise ConfigError(
+          "eval_every_steps: populations are not evaluated during training; set it to 0 and "
+          "evaluate member i afterwards with python -m ganjax.eval.fid --workdir RUN --member i")
     super().__init__(config, workdir)
     spec = self.gan.data
     self.pop = population.build_population(config, spec, NamedSharding(self.mesh, P("data")))

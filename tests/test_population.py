@@ -54,6 +54,14 @@ def test_bad_sweeps_are_one_line_config_errors(sweep, message):
     population.population_of(config)
 
 
+def test_in_training_evaluation_of_a_population_is_refused_before_any_work(tmp_path):
+  from ganjax import population_train  # pylint: disable=g-import-not-at-top
+  config = _population_config(eval_every_steps=2)
+  with pytest.raises(ConfigError, match="--member i"):
+    population_train.trainer_for(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
+
+
 def test_member_config_takes_seed_and_swept_values():
   config = _population_config(seed=7)
   member = population.member_config(config, 1)

@@ -269,6 +269,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("num", 10_000, "Samples to draw with --workdir.")
   flags.DEFINE_integer("step", None, "Checkpoint step with --workdir (default: the latest).")
   flags.DEFINE_integer("seed", 0, "Seed of the latents with --workdir.")
+  flags.DEFINE_integer("member", None, "Member of a population run with --workdir "
+                       "(ganjax.population).")
   flags.DEFINE_integer("ref_num", 0, "Reference images (0: the whole split).")
   flags.DEFINE_integer("ref_image_size", 0, "Reference image size (0: the samples' size).")
   flags.DEFINE_string("data_dir", "", "tfds data_dir for the reference data set.")
@@ -279,13 +281,13 @@ def define_flags() -> None:
   flags.DEFINE_integer("splits", 10, "Inception Score splits.")
 
 
-def _run_samples(workdir: str, num: int, step: int | None, seed: int, batch_size: int
-                 ) -> tuple[Iterator[np.ndarray], str, str, int]:
-  """Sample batches from a run, and its (dataset, split, image size)."""
+def _run_samples(workdir: str, num: int, step: int | None, seed: int, batch_size: int,
+                 member: int | None = None) -> tuple[Iterator[np.ndarray], str, str, int]:
+  """Sample batches from a run (or a population's `member`), and its (dataset, split, size)."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
   from ganjax.sampling import Sampler, load_run  # pylint: disable=g-import-not-at-top
-  config, gan, state = load_run(workdir, step)
+  config, gan, state = load_run(workdir, step, member)
   sampler = Sampler(gan, Mesh(np.asarray(jax.devices()), ("data",)), batch_size)
   logging.info("sampling %d images from %s at step %d (%s weights)", num, workdir,
                int(state.step), "EMA" if state.ema_params is not None else "generator")
@@ -300,7 +302,8 @@ def main(argv: list[str]) -> None:
   ref = FLAGS.ref
   if FLAGS.workdir is not None:
     batches, run_dataset, run_split, size = _run_samples(FLAGS.workdir, FLAGS.num, FLAGS.step,
-                                                         FLAGS.seed, FLAGS.batch_size)
+                                                         FLAGS.seed, FLAGS.batch_size,
+                                                         FLAGS.member)
     ref = ref or f"{run_dataset}:{run_split}"
   else:
     if ref is None:
