@@ -62,7 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample_every_steps = 500      # sample grid PNG and TensorBoard image
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3          # how many recent checkpoints to keep
-  # FID / IS during training (see ganjax.eval.in_training), and the best-FID checkpoint.
+  # FID / IS during training (see ganjax.eval.in_training), and the best-FID checkpoint; runs
+  # with an auxiliary classifier also log its test-split accuracy (ganjax.class_accuracy).
   c.eval_every_steps = 0          # evaluate every k steps and at the end (0 = off)
   c.eval_num_samples = 10_000     # generated images per evaluation
   c.eval_batch_size = 250         # sampling batch (rounded to the device count); the
