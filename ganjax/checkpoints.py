@@ -38,11 +38,59 @@ def abstract_state(init_fn, rng: jax.Array, sharding: jax.sharding.Sharding) -> 
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
+def _leaf_name(path: tuple[Any, ...]) -> str:
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+    else:
+      parts.append(str(key))
+  return "/".join(parts)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  return {_leaf_name(path): (tuple(leaf.shape), str(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+  """The first difference between stored and wanted (name -> (shape, dtype)) leaves, or None."""
+  for name in sorted(set(stored) | set(wanted)):
+    if name not in stored:
+      return f"{name} is not in the checkpoint"
+    if name not in wanted:
+      return f"the checkpoint has {name}, which the config does not build"
+    if stored[name] != wanted[name]:
+      (s_shape, s_dtype), (w_shape, w_dtype) = stored[name], wanted[name]
+      return (f"{name} is {s_dtype}{list(s_shape)} in the checkpoint, {w_dtype}{list(w_shape)} "
+              "in the config")
+  return None
+
+
+def check_matches(mngr: ocp.CheckpointManager, target: Any, step: int) -> None:
+  """Raises a CheckpointError when the stored arrays differ from `target`'s in name or shape.
+
+  Reads only the checkpoint's metadata, so a mismatch is reported before any restore starts.
+  """
+  path = os.path.join(str(mngr.directory), str(step), "default")
+  if not os.path.isdir(path):
+    return  # not the layout `save` writes: the restore itself reports what is wrong
+  stored = ocp.StandardCheckpointer().metadata(path).item_metadata
+  problem = _mismatch(_shapes(stored), _shapes(target))
+  if problem is not None:
+    raise CheckpointError(
+        f"checkpoint {mngr.directory}/{step} does not match the state the config builds "
+        f"(a different model, optimizer or EMA setting?): {problem}")
+
+
 def restore(mngr: ocp.CheckpointManager, target: Any, step: int | None = None) -> GANState:
   """Restores the checkpoint at `step` (default: the latest) into the structure of `target`."""
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise CheckpointError(f"no checkpoint in {mngr.directory}")
+  check_matches(mngr, target, step)
   try:
     return mngr.restore(step, args=ocp.args.StandardRestore(target))
   except (ValueError, KeyError, TypeError) as e:

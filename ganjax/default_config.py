@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   # FID / IS during training (see ganjax.eval.in_training), and the best-FID checkpoint; runs
   # with an auxiliary classifier also log its test-split accuracy (ganjax.class_accuracy).
   c.eval_every_steps = 0          # evaluate every k steps and at the end (0 = off)
+  c.eval_fid = True               # FID / IS at each evaluation (needs the Inception weights)
   c.eval_num_samples = 10_000     # generated images per evaluation
   c.eval_batch_size = 250         # sampling batch (rounded to the device count); the
                                   # Inception network takes 50 images per device at a time

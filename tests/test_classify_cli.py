@@ -105,7 +105,7 @@ def test_visualize_all_kinds_on_a_classifier_run(classifier_run, tmp_path):
 def test_acgan_run_logs_test_class_accuracy_and_visualizes(tmp_path):
   workdir, out = str(tmp_path / "acgan"), str(tmp_path / "vis")
   result = run_module("ganjax.main", "--config=configs/acgan.py", f"--workdir={workdir}",
-                      *tiny_flags("acgan", eval_every_steps=2))
+                      *tiny_flags("acgan", eval_every_steps=2, eval_fid=False))
   assert result.returncode == 0, result.stderr[-3000:]
   assert len(re.findall(r"step [24] \| d_test_class_acc=[0-9.]+ ", result.stderr)) == 2
   shown = visualize(workdir, out, "--kind=perturb", "--kind=max_features", "--layer=3",

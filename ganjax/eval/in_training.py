@@ -134,8 +134,9 @@ def _read_best(path: str) -> dict[str, Any] | None:
 def make_evaluation(config: ml_collections.ConfigDict, workdir: str, gan: GAN, mesh: Mesh,
                     dataset: data.ImageDataset, writer: metric_writers.MetricWriter
                     ) -> Evaluation | None:
-  """The run's periodic evaluation, or None when ``eval_every_steps`` is 0 (or absent)."""
-  if not config.get("eval_every_steps", 0):
+  """The run's periodic evaluation, or None when ``eval_every_steps`` is 0 (or absent) or
+  ``eval_fid`` is off."""
+  if not (config.get("eval_every_steps", 0) and config.get("eval_fid", True)):
     return None
   return Evaluation(config, workdir, gan, mesh, dataset, writer,
                     is_chief=jax.process_index() == 0)
