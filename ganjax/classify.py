@@ -29,10 +29,10 @@ import optax
 from ganjax import augment, checkpoints, data, models, optim
 from ganjax.class_accuracy import SplitAccuracy
 from ganjax.classifier import ClassifierState, create_classifier_state, make_classifier_step
-from ganjax.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
+from ganjax.errors import CheckpointError, ConfigError, NonFiniteLossError
 from ganjax.experiment import DataSpec, dtype_of, read_run_info, write_run_info
 # The GAN trainer's mesh, sharding and loop helpers: the classifier runs on the same layout.
-from ganjax.train import (_all_finite, _MetricLog, _StopSignal, _flatten, batch_sharding,
+from ganjax.train import (all_finite, MetricLog, StopSignal, flatten_config, batch_sharding,
                           check_batch_size, make_mesh, to_global_batch)
 
 
@@ -104,12 +104,12 @@ class ClassifierTrainer:
   def save_checkpoint(self, step: int, state: ClassifierState) -> None:
     if step == self.last_saved_step:
       return
-    if not bool(_all_finite(state)):
+    if not bool(all_finite(state)):
       raise NonFiniteLossError(f"parameters became non-finite by step {step}; not saving them")
     checkpoints.save(self.ckpt, state, step)
     self.last_saved_step = step
 
-  def end_epoch(self, epoch: int, step: int, state: ClassifierState, log: _MetricLog,
+  def end_epoch(self, epoch: int, step: int, state: ClassifierState, log: MetricLog,
                 started: float) -> None:
     """Logs the epoch's train metrics (the mean over its steps since the last epoch or resume)
     and the test split's accuracy and loss, then checkpoints."""
@@ -135,7 +135,7 @@ class ClassifierTrainer:
                    start, total, config.num_epochs)
       return state
     if self.is_chief and start == 0:
-      self.writer.write_hparams(dict(_flatten(config.to_dict())))
+      self.writer.write_hparams(dict(flatten_config(config.to_dict())))
     step_fn = jax.jit(make_classifier_step(self.network, self.tx),
                       in_shardings=(self.replicated, self.batch_sharding),
                       out_shardings=(self.replicated, self.replicated), donate_argnums=0)
@@ -143,11 +143,11 @@ class ClassifierTrainer:
         self.train_data, seed=config.seed, batch_size=config.batch_size, start_step=start,
         process_index=jax.process_index(), process_count=jax.process_count(),
         transform=self.transform)
-    epoch_log = _MetricLog(total_steps=total, last_step=start)
-    rate_log = _MetricLog(total_steps=total, last_step=start)
+    epoch_log = MetricLog(total_steps=total, last_step=start)
+    rate_log = MetricLog(total_steps=total, last_step=start)
     epoch_started = time.monotonic()
     try:
-      with _StopSignal() as stop:
+      with StopSignal() as stop:
         for step in range(start + 1, total + 1):
           _, local = next(batches)
           state, metrics = step_fn(
@@ -167,9 +167,7 @@ class ClassifierTrainer:
             epoch_started = time.monotonic()
           if stop.received is not None and step != total:
             self.save_checkpoint(step, state)
-            raise TrainingInterrupted(
-                f"stopped by signal {stop.received} at step {step}; checkpoint saved, run the "
-                "same command to resume")
+            raise stop.interruption(step)
     finally:
       batches.close()
       self.ckpt.wait_until_finished()

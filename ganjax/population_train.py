@@ -30,7 +30,7 @@ import numpy as np
 from ganjax import data, images, population
 from ganjax.errors import ConfigError
 from ganjax.state import GANState
-from ganjax.train import Metrics, Trainer, _MetricLog
+from ganjax.train import Metrics, Trainer, MetricLog
 
 SUMMARY_FILE = "population_summary.json"
 
@@ -188,7 +188,7 @@ class PopulationTrainer(Trainer):
       members[int(head[len("member_"):])][name] = value
     return members
 
-  def write_metrics(self, step: int, log: _MetricLog, means: Metrics, rate: float) -> None:
+  def write_metrics(self, step: int, log: MetricLog, means: Metrics, rate: float) -> None:
     members = self._per_member(means)
     self.final_metrics = members
     spread = population.summarize(members)

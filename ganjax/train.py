@@ -67,7 +67,7 @@ def to_global_batch(local: dict[str, np.ndarray], sharding: NamedSharding,
 
 
 @jax.jit
-def _all_finite(tree: Any) -> jax.Array:
+def all_finite(tree: Any) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
@@ -90,7 +90,7 @@ def fixed_sample_inputs(seed: int, gan: GAN, columns: int = 8
 
 
 @dataclasses.dataclass
-class _MetricLog:
+class MetricLog:
   """Accumulates per-step metrics between console/TensorBoard lines."""
 
   total_steps: int
@@ -128,7 +128,7 @@ class _MetricLog:
     return f"step {step}/{self.total_steps} | {values} | {rate:.3g} steps/s | ETA {eta_text}"
 
 
-class _StopSignal:
+class StopSignal:
   """Turns SIGTERM / SIGINT into a flag the loop checks between steps (a second SIGINT kills)."""
 
   def __init__(self):
@@ -149,6 +149,11 @@ class _StopSignal:
       raise KeyboardInterrupt
     self.received = signum
     logging.warning("received signal %d: saving a checkpoint after this step", signum)
+
+  def interruption(self, step: int) -> TrainingInterrupted:
+    """The error a loop raises after saving the checkpoint of `step` on a received signal."""
+    return TrainingInterrupted(f"stopped by signal {self.received} at step {step}; checkpoint "
+                               "saved, run the same command to resume")
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -218,7 +223,7 @@ class Trainer:
   def save_checkpoint(self, step: int, state: GANState) -> None:
     if step == self.last_saved_step:
       return
-    if not bool(_all_finite(state)):
+    if not bool(all_finite(state)):
       raise NonFiniteLossError(f"parameters became non-finite by step {step}; not saving them. "
                                f"{self._last_checkpoint_text()}")
     checkpoints.save(self.ckpt, state, step)
@@ -249,7 +254,7 @@ class Trainer:
     """A step's metrics as Python floats, by name."""
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
-  def write_metrics(self, step: int, log: "_MetricLog", means: Metrics, rate: float) -> None:
+  def write_metrics(self, step: int, log: "MetricLog", means: Metrics, rate: float) -> None:
     """The console line and TensorBoard scalars of the steps since the last one."""
     logging.info("%s", log.line(step, means, rate))
     self.writer.write_scalars(step, means if np.isnan(rate) else
@@ -271,10 +276,10 @@ class Trainer:
                    self.workdir, start, total)
       return state
     if self.is_chief and start == 0:
-      self.writer.write_hparams(dict(_flatten(config.to_dict())))
+      self.writer.write_hparams(dict(flatten_config(config.to_dict())))
     train_step = self._compiled_step()
     batches = self.batch_iterator(start)
-    log = _MetricLog(total_steps=total, last_step=start)
+    log = MetricLog(total_steps=total, last_step=start)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
 
     def check(upto: int) -> None:
@@ -288,7 +293,7 @@ class Trainer:
         log.add(values)
 
     try:
-      with _StopSignal() as stop:
+      with StopSignal() as stop:
         for step in range(start + 1, total + 1):
           _, local = next(batches)
           state, metrics = train_step(state, self.global_batch(local))
@@ -317,9 +322,7 @@ class Trainer:
           if stop.received is not None and not last:
             check(step)
             self.save_checkpoint(step, state)
-            raise TrainingInterrupted(
-                f"stopped by signal {stop.received} at step {step}; checkpoint saved, run the "
-                "same command to resume")
+            raise stop.interruption(step)
     finally:
       batches.close()
       self.ckpt.wait_until_finished()
@@ -333,11 +336,11 @@ class Trainer:
     self.writer.close()
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten_config(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
   out = []
   for k, v in d.items():
     if isinstance(v, dict):
-      out.extend(_flatten(v, f"{prefix}{k}."))
+      out.extend(flatten_config(v, f"{prefix}{k}."))
     else:
       out.append((f"{prefix}{k}", v))
   return out
