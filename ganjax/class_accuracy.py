@@ -73,12 +73,16 @@ def gan_test_accuracy(config: ml_collections.ConfigDict, discriminator: nn.Modul
 
 
 def log_gan_test_accuracy(evaluator: SplitAccuracy, step: int, state: Any,
-                          writer: Any) -> float:
+                          writer: Any, prefix: str = "", label: str = "") -> float:
   """Evaluates a GAN state's discriminator on the test split; logs ``d_test_class_acc`` to the
-  console and `writer` (a clu metric writer) at `step`."""
+  console and `writer` (a clu metric writer) at `step`.
+
+  `prefix` goes before the scalar names and `label` into the console line (a population
+  member's ``member_<i>/`` and ``member <i>``).
+  """
   result = evaluator(state.discriminator.variables)
-  logging.info("step %d | d_test_class_acc=%.4f d_test_class_loss=%.4f", step,
-               result["accuracy"], result["loss"])
-  writer.write_scalars(step, {"d_test_class_acc": result["accuracy"],
-                              "d_test_class_loss": result["loss"]})
+  logging.info("step %d%s | d_test_class_acc=%.4f d_test_class_loss=%.4f", step,
+               f" | {label}" if label else "", result["accuracy"], result["loss"])
+  writer.write_scalars(step, {f"{prefix}d_test_class_acc": result["accuracy"],
+                              f"{prefix}d_test_class_loss": result["loss"]})
   return result["accuracy"]

@@ -5,7 +5,10 @@ anything touches the JAX backend (data loading, `jax.devices()`); JAX's distribu
 connects the processes through the coordinator, and `jax.devices()` lists the devices of all of
 them. The trainer already splits every global batch by `jax.process_index()` and assembles
 global arrays with `jax.make_array_from_process_local_data`, writes logs, images and reports
-only on process 0, and saves orbax checkpoints from all processes into one directory.
+only on process 0, and saves orbax checkpoints from all processes into one directory. After
+start-up, processes other than 0 log warnings and errors only, so the console shows each line
+once. Evaluation (`ganjax.eval`) splits its batches the same way and gathers the outputs of all
+processes with `host_array`, so every process ends up with the same FID.
 
 Section keys (``ganjax/default_config.py``): ``coordinator_address`` ('host:port' of process 0),
 ``num_processes`` and ``process_id``; left empty (``''``, 0, -1) JAX's own cluster detection
@@ -22,7 +25,10 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
+from jax.sharding import Sharding
 import ml_collections
+import numpy as np
 
 from ganjax.errors import ConfigError
 
@@ -75,4 +81,23 @@ def initialize(config: ml_collections.ConfigDict) -> bool:
   logging.info("distributed: process %d of %d, %d local and %d global devices",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())
+  if jax.process_index() != 0:
+    logging.set_verbosity(logging.WARNING)  # progress lines from process 0 only
   return True
+
+
+def global_array(value: np.ndarray, sharding: Sharding) -> jax.Array:
+  """A global array with `value`, which every process holds in full, laid out by `sharding`.
+
+  Each process places only the shards of its own devices (`jax.make_array_from_callback`), so
+  this works on one process and on many alike.
+  """
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def host_array(x: jax.Array) -> np.ndarray:
+  """The whole value of `x` on this host, gathered from all processes when it spans several."""
+  if x.is_fully_addressable or x.sharding.is_fully_replicated:
+    return np.asarray(jax.device_get(x))
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

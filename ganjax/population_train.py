@@ -9,8 +9,12 @@ Differences from a single run, all in outputs (the loop is `ganjax.train.Trainer
 * sample grids ``WORKDIR/samples/member_<i>/step_<step>.png`` (the same latents for every
   member);
 * one orbax checkpoint of the stacked state per step (resume works as for a single run);
+* with ``eval_every_steps``: every member's FID / IS (``member_<i>/fid``, ...; latents of the
+  member's seed) and best-FID checkpoint in ``WORKDIR/member_<i>/best_fid/``, and its
+  discriminator's test accuracy when it has an auxiliary classifier;
 * at the end ``WORKDIR/population_summary.json`` and console lines: every member's seed, swept
-  values and final metrics (the means over the last logging interval), and their mean and std.
+  values and final metrics (the means over the last logging interval, and the last evaluation),
+  and their mean and std.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from ganjax import data, images, population
-from ganjax.errors import ConfigError
+from ganjax import class_accuracy, data, images, population
+from ganjax.eval import in_training
 from ganjax.state import GANState
 from ganjax.train import Metrics, Trainer, MetricLog
 
@@ -126,10 +130,6 @@ class PopulationTrainer(Trainer):
   """A `Trainer` whose state holds all members of ``config.population`` on a leading axis."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    if config.get("eval_every_steps", 0):
-      raise ConfigError(
-          "eval_every_steps: populations are not evaluated during training; set it to 0 and "
-          "evaluate member i afterwards with python -m ganjax.eval.fid --workdir RUN --member i")
     super().__init__(config, workdir)
     spec = self.gan.data
     self.pop = population.build_population(config, spec, NamedSharding(self.mesh, P("data")))
@@ -143,6 +143,37 @@ class PopulationTrainer(Trainer):
           metric_writers.AsyncWriter(metric_writers.SummaryWriter(
               os.path.join(workdir, f"member_{i}"))) for i in range(k)])
     self.final_metrics: list[Metrics] | None = None
+    self.eval_metrics: list[Metrics] = [{} for _ in range(k)]
+
+  def member_dir(self, member: int) -> str:
+    return os.path.join(self.workdir, f"member_{member}")
+
+  def make_evaluation(self) -> list[in_training.Evaluation] | None:
+    """One `Evaluation` per member (best-FID checkpoint in ``member_<i>/``), one shared scorer."""
+    if not in_training.evaluates_fid(self.config):
+      return None
+    scorer = in_training.Scorer(self.config, self.gan, self.mesh, self.dataset)
+    return [in_training.Evaluation(scorer, self.member_dir(i), self.writer, seed=seed,
+                                   is_chief=self.is_chief, prefix=member_key(i, ""),
+                                   label=f"member {i}")
+            for i, seed in enumerate(self.pop.seeds)]
+
+  def evaluate(self, step: int, state: GANState) -> None:
+    """Every member's FID / IS and test accuracy, as its own single run would log them."""
+    for i in range(self.pop.size):
+      member = population.member_state(state, i)
+      if self.evaluation is not None:
+        self.eval_metrics[i].update(self.evaluation[i](step, member))
+      if self.test_accuracy is not None:
+        self.eval_metrics[i]["d_test_class_acc"] = class_accuracy.log_gan_test_accuracy(
+            self.test_accuracy, step, member, self.writer, prefix=member_key(i, ""),
+            label=f"member {i}")
+
+  def close(self) -> None:
+    evaluations, self.evaluation = self.evaluation, None
+    for evaluation in evaluations or []:
+      evaluation.close()
+    super().close()
 
   def state_step(self, state: GANState) -> int:
     return int(jax.device_get(state.step)[0])  # the members step together
@@ -215,7 +246,8 @@ class PopulationTrainer(Trainer):
   def run(self) -> GANState:
     state = super().run()
     if self.final_metrics is not None and self.is_chief:
-      self.write_summary(self.state_step(state), self.final_metrics)
+      members = [{**m, **e} for m, e in zip(self.final_metrics, self.eval_metrics)]
+      self.write_summary(self.state_step(state), members)
     return state
 
   def write_summary(self, step: int, members: list[Metrics]) -> dict[str, Any]:

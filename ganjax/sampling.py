@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-from ganjax import checkpoints, population
+from ganjax import checkpoints, distributed, population
 from ganjax.data import to_uint8
 from ganjax.errors import CheckpointError, ConfigError
 from ganjax.experiment import GAN, build_gan, read_run_info
@@ -32,13 +32,22 @@ class Sampler:
     self.batch_size = max(n, -(-batch_size // n) * n)  # a multiple of the device count
     self.generator = gan.generator
     self.num_classes = gan.generator.num_classes
-    replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    self._sample = jax.jit(gan.sample_fn(), in_shardings=(replicated, split, split),
-                           out_shardings=split)
+    self.replicated, self.split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    sample = gan.sample_fn()
+    shape = (self.batch_size, self.generator.z_dim)
 
-  def _latents(self, seed: int, index: int) -> jax.Array:
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), index)
-    return jax.random.normal(key, (self.batch_size, self.generator.z_dim), jnp.float32)
+    def sample_batch(variables: PyTree, key: jax.Array, labels: jax.Array | None) -> jax.Array:
+      z = jax.lax.with_sharding_constraint(jax.random.normal(key, shape, jnp.float32),
+                                           self.split)
+      return sample(variables, z, labels)
+
+    self._sample = jax.jit(sample_batch,
+                           in_shardings=(self.replicated, self.replicated, self.split),
+                           out_shardings=self.split)
+
+  def _key(self, seed: int, index: int) -> jax.Array:
+    key = np.asarray(jax.random.fold_in(jax.random.PRNGKey(seed), index))
+    return distributed.global_array(key, self.replicated)
 
   def batches(self, variables: PyTree, num: int, *, seed: int = 0, label: int | None = None
               ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -54,9 +63,11 @@ class Sampler:
         positions = np.arange(done, done + self.batch_size)
         labels = np.full(self.batch_size, label, np.int32) if label is not None else (
             positions % self.num_classes).astype(np.int32)
-      images = self._sample(variables, self._latents(seed, index), labels)
+      images = self._sample(variables, self._key(seed, index),
+                            None if labels is None else distributed.global_array(labels,
+                                                                                 self.split))
       take = min(self.batch_size, num - done)
-      yield (to_uint8(jax.device_get(images)[:take]),
+      yield (to_uint8(distributed.host_array(images)[:take]),
              None if labels is None else labels[:take])
       done += take
       index += 1

@@ -186,8 +186,7 @@ class Trainer:
     self.sample_z, self.sample_labels, self.sample_rows = fixed_sample_inputs(config.seed,
                                                                               self.gan)
     self.last_saved_step: int | None = None
-    self.evaluation = in_training.make_evaluation(config, workdir, self.gan, self.mesh,
-                                                  self.dataset, self.writer)
+    self.evaluation: Any = None  # the FID / IS evaluation (`evaluate`), built by `run`
     self.test_accuracy = class_accuracy.gan_test_accuracy(config, self.gan.discriminator,
                                                           self.mesh)
 
@@ -237,6 +236,21 @@ class Trainer:
     images.save_png(grid, os.path.join(self.workdir, "samples", f"step_{step}.png"))
     self.writer.write_images(step, {"samples": grid[None]})
 
+  def make_evaluation(self) -> Any:
+    """The FID / IS evaluation of the run (`ganjax.eval.in_training`), or None."""
+    return in_training.make_evaluation(self.config, self.workdir, self.gan, self.mesh,
+                                       self.dataset, self.writer)
+
+  def evaluates(self) -> bool:
+    return self.evaluation is not None or self.test_accuracy is not None
+
+  def evaluate(self, step: int, state: GANState) -> None:
+    """FID / IS (with the best-FID checkpoint) and the discriminator's test accuracy."""
+    if self.evaluation is not None:
+      self.evaluation(step, state)
+    if self.test_accuracy is not None:
+      class_accuracy.log_gan_test_accuracy(self.test_accuracy, step, state, self.writer)
+
   # -- loop -------------------------------------------------------------------------------
 
   def batch_iterator(self, start: int) -> data.BatchIterator:
@@ -268,6 +282,8 @@ class Trainer:
 
   def run(self) -> GANState:
     config = self.config
+    if self.evaluation is None:
+      self.evaluation = self.make_evaluation()  # first: its config errors come before any work
     state = self.initial_state()
     start = self.state_step(state)
     total = config.num_train_steps
@@ -311,11 +327,9 @@ class Trainer:
             self.write_metrics(step, log, means, rate)
           if step % config.sample_every_steps == 0 or last:
             self.write_samples(step, state)
-          if self.evaluation is not None and self.evaluation.due(step, last):
+          if self.evaluates() and (step % config.eval_every_steps == 0 or last):
             check(step)
-            self.evaluation(step, state)
-          if self.test_accuracy is not None and (step % config.eval_every_steps == 0 or last):
-            class_accuracy.log_gan_test_accuracy(self.test_accuracy, step, state, self.writer)
+            self.evaluate(step, state)
           if step % config.checkpoint_every_steps == 0 or last:
             check(step)
             self.save_checkpoint(step, state)

@@ -83,7 +83,8 @@ class Statistics:
   def save(self, path: str, **metadata: str) -> None:
     """An ``.npz`` with ``mu``, ``sigma`` (read by pytorch-fid), ``count`` and `metadata`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path[:-len(".npz")] + ".tmp.npz" if path.endswith(".npz") else path + ".tmp.npz"
+    base = path[:-len(".npz")] if path.endswith(".npz") else path
+    tmp = f"{base}.{os.getpid()}.tmp.npz"  # processes of one run may write the same file
     np.savez(tmp, mu=self.mu, sigma=self.sigma, count=np.int64(self.count),
              **{k: np.asarray(v) for k, v in metadata.items()})
     os.replace(tmp, path)

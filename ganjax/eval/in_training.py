@@ -13,6 +13,11 @@ protocol string once, as TensorBoard text).
 When the FID is the best so far the state is also saved to ``WORKDIR/best_fid/<step>/`` (an
 orbax checkpoint manager keeping one) and ``WORKDIR/best_fid.json`` records the step, FID, IS,
 reference key and protocol; a resumed run reads it back, so "best" spans the whole run.
+
+A population (`ganjax.population_train`) evaluates every member with one shared `Scorer`:
+member i's images use latents of its own seed (``config.seed + i``, as its single run would),
+its scalars are ``member_<i>/fid`` etc., and its best-FID checkpoint (member i's own state) and
+record are in ``WORKDIR/member_<i>/``.
 """
 
 from __future__ import annotations
@@ -42,21 +47,21 @@ BEST_FILE = "best_fid.json"
 IS_SPLITS = 10
 
 
-class Evaluation:
-  """The periodic FID / IS evaluation of one run (see the module docstring)."""
+class Scorer:
+  """FID and IS of a generator's samples against one reference split, computed on the mesh.
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str, gan: GAN, mesh: Mesh,
-               dataset: data.ImageDataset, writer: metric_writers.MetricWriter,
-               is_chief: bool = True):
-    self.every = config.eval_every_steps
+  The Inception weights, the sampler and the (lazily computed, cached) reference statistics are
+  shared by every `Evaluation` built on it (the members of a population).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, gan: GAN, mesh: Mesh,
+               dataset: data.ImageDataset):
     self.num_samples = config.get("eval_num_samples", 10_000)
     if self.num_samples < IS_SPLITS:
       raise ConfigError(f"eval_num_samples={self.num_samples} is too few for FID / IS (at "
                         f"least {IS_SPLITS})")
-    batch_size = config.get("eval_batch_size", 250)
-    self.seed = config.seed
     self.extractor = inception.load(config.get("inception_path", "") or None, mesh=mesh)
-    self.sampler = Sampler(gan, mesh, batch_size)
+    self.sampler = Sampler(gan, mesh, config.get("eval_batch_size", 250))
     reference = config.get("fid_reference", "")
     if reference:
       self.ref_dataset, self.ref_split = fid.parse_reference(reference)
@@ -67,14 +72,9 @@ class Evaluation:
     self.ref_num = config.get("fid_reference_num_images", 0)
     self.image_size = config.image_size
     self.data_dir = config.data_dir or None
-    self.writer, self.is_chief, self.workdir = writer, is_chief, workdir
     self.reference: fid.Statistics | None = None
     self.reference_key = ""
-    self.ckpt = checkpoints.manager(os.path.join(workdir, BEST_DIR), max_to_keep=1)
-    self.best = _read_best(os.path.join(workdir, BEST_FILE))
-
-  def due(self, step: int, last: bool) -> bool:
-    return step % self.every == 0 or last
+    self.protocol = ""
 
   def _reference(self) -> fid.Statistics:
     if self.reference is None:
@@ -85,39 +85,68 @@ class Evaluation:
       self.protocol = fid.protocol(self.reference_key, self.num_samples, self.extractor.digest,
                                    self.extractor.input_size, IS_SPLITS)
       logging.info("%s", self.protocol)
-      if self.is_chief:
-        self.writer.write_texts(0, {"fid_protocol": self.protocol})
     return self.reference
 
-  def __call__(self, step: int, state: GANState) -> dict[str, float]:
-    """Evaluates `state`; saves it as the best-FID checkpoint when it is the best so far."""
+  def __call__(self, sampling_variables: Any, seed: int) -> dict[str, float]:
+    """``fid``, ``inception_score`` and ``inception_score_std`` of ``eval_num_samples`` images
+    drawn with latents of `seed`."""
     reference = self._reference()
-    batches = (x for x, _ in self.sampler.batches(state.sampling_variables, self.num_samples,
-                                                  seed=self.seed))
+    batches = (x for x, _ in self.sampler.batches(sampling_variables, self.num_samples,
+                                                  seed=seed))
     samples, logits = fid.evaluate_batches(batches, self.extractor)
     finite = np.isfinite(samples.sigma).all() and np.isfinite(samples.mu).all()
     score = (fid.frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma)
              if finite else float("nan"))
     is_mean, is_std = inception_score(logits, IS_SPLITS)
-    metrics = {"fid": score, "inception_score": is_mean, "inception_score_std": is_std}
-    logging.info("step %d | fid=%.4g inception_score=%.4g (+- %.2g) | %d samples vs %s", step,
-                 score, is_mean, is_std, samples.count, self.reference_key)
-    self.writer.write_scalars(step, metrics)
+    return {"fid": score, "inception_score": is_mean, "inception_score_std": is_std}
+
+
+class Evaluation:
+  """The periodic FID / IS evaluation of one run (see the module docstring).
+
+  `workdir` holds the best-FID checkpoint and record; `prefix` goes before the names of the
+  TensorBoard scalars and `label` into the console line (a population member's
+  ``member_<i>/`` and ``member <i>``); latents are drawn with `seed`.
+  """
+
+  def __init__(self, scorer: Scorer, workdir: str, writer: metric_writers.MetricWriter, *,
+               seed: int, is_chief: bool = True, prefix: str = "", label: str = ""):
+    self.scorer, self.workdir, self.writer, self.seed = scorer, workdir, writer, seed
+    self.is_chief, self.prefix, self.label = is_chief, prefix, label
+    self.ckpt = checkpoints.manager(os.path.join(workdir, BEST_DIR), max_to_keep=1)
+    self.best = _read_best(os.path.join(workdir, BEST_FILE))
+    self.protocol_written = False
+
+  def __call__(self, step: int, state: GANState) -> dict[str, float]:
+    """Evaluates `state`; saves it as the best-FID checkpoint when it is the best so far."""
+    metrics = self.scorer(state.sampling_variables, self.seed)
+    if self.is_chief and not self.protocol_written:
+      self.writer.write_texts(0, {f"{self.prefix}fid_protocol": self.scorer.protocol})
+      self.protocol_written = True
+    label = f" | {self.label}" if self.label else ""
+    logging.info("step %d%s | fid=%.4g inception_score=%.4g (+- %.2g) | %d samples vs %s",
+                 step, label, metrics["fid"], metrics["inception_score"],
+                 metrics["inception_score_std"], self.scorer.num_samples,
+                 self.scorer.reference_key)
+    self.writer.write_scalars(step, {self.prefix + k: v for k, v in metrics.items()})
+    score = metrics["fid"]
     if math.isfinite(score) and (self.best is None or score < self.best["fid"]):
       self._save_best(step, state, metrics)
     return metrics
 
   def _save_best(self, step: int, state: GANState, metrics: dict[str, float]) -> None:
     checkpoints.save(self.ckpt, state, step)
-    self.best = {"step": step, **metrics, "reference": self.reference_key,
-                 "num_samples": self.num_samples, "protocol": self.protocol}
+    self.best = {"step": step, **metrics, "reference": self.scorer.reference_key,
+                 "num_samples": self.scorer.num_samples, "protocol": self.scorer.protocol}
     if self.is_chief:
+      os.makedirs(self.workdir, exist_ok=True)
       path = os.path.join(self.workdir, BEST_FILE)
       with open(path + ".tmp", "w") as f:
         json.dump(self.best, f, indent=2)
       os.replace(path + ".tmp", path)
-    logging.info("best FID so far (%.4g at step %d): saved %s/%s/%d", metrics["fid"], step,
-                 self.workdir, BEST_DIR, step)
+    logging.info("best FID so far%s (%.4g at step %d): saved %s/%s/%d",
+                 f" of {self.label}" if self.label else "", metrics["fid"], step, self.workdir,
+                 BEST_DIR, step)
 
   def close(self) -> None:
     self.ckpt.wait_until_finished()
@@ -131,12 +160,17 @@ def _read_best(path: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
+def evaluates_fid(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run evaluates FID / IS: ``eval_every_steps`` > 0 and ``eval_fid`` on."""
+  return bool(config.get("eval_every_steps", 0) and config.get("eval_fid", True))
+
+
 def make_evaluation(config: ml_collections.ConfigDict, workdir: str, gan: GAN, mesh: Mesh,
                     dataset: data.ImageDataset, writer: metric_writers.MetricWriter
                     ) -> Evaluation | None:
   """The run's periodic evaluation, or None when ``eval_every_steps`` is 0 (or absent) or
   ``eval_fid`` is off."""
-  if not (config.get("eval_every_steps", 0) and config.get("eval_fid", True)):
+  if not evaluates_fid(config):
     return None
-  return Evaluation(config, workdir, gan, mesh, dataset, writer,
+  return Evaluation(Scorer(config, gan, mesh, dataset), workdir, writer, seed=config.seed,
                     is_chief=jax.process_index() == 0)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from ganjax import distributed
 from ganjax.errors import ConfigError
 
 PyTree = Any
@@ -323,7 +324,9 @@ class InceptionExtractor:
 
   Images are cut into batches of at most `batch_size` (a multiple of the device count); a short
   batch is padded to that size, so each input size compiles once. Each batch is split over the
-  ``'data'`` axis of the mesh, the variables are replicated.
+  ``'data'`` axis of the mesh, the variables are replicated. On a mesh that spans several
+  processes every process passes the same images, computes its devices' part and receives
+  the gathered features of all of them.
   """
 
   def __init__(self, variables: PyTree, *, mesh: Mesh | None = None, batch_size: int = 50,
@@ -352,9 +355,9 @@ class InceptionExtractor:
       take = len(batch)
       if take < chunk:
         batch = np.concatenate([batch, np.zeros((chunk - take,) + batch.shape[1:], np.uint8)])
-      out = jax.device_get(self._features(self.variables, jax.device_put(batch, self.split)))
+      out = self._features(self.variables, distributed.global_array(batch, self.split))
       for k in outputs:
-        outputs[k].append(np.asarray(out[k][:take], np.float32))
+        outputs[k].append(distributed.host_array(out[k])[:take].astype(np.float32))
     return {k: np.concatenate(v) for k, v in outputs.items()}
 
 
