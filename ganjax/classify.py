@@ -32,8 +32,9 @@ from ganjax.classifier import ClassifierState, create_classifier_state, make_cla
 from ganjax.errors import CheckpointError, ConfigError, NonFiniteLossError
 from ganjax.experiment import DataSpec, dtype_of, read_run_info, write_run_info
 # The GAN trainer's mesh, sharding and loop helpers: the classifier runs on the same layout.
-from ganjax.train import (all_finite, MetricLog, StopSignal, flatten_config, batch_sharding,
-                          check_batch_size, make_mesh, to_global_batch)
+from ganjax.train import (all_finite, batch_sharding, check_batch_size, flatten_config,
+                          last_checkpoint_text, make_mesh, MetricLog, StopSignal,
+                          to_global_batch)
 
 
 def build_classifier(config: ml_collections.ConfigDict, spec: DataSpec, steps_per_epoch: int
@@ -105,7 +106,8 @@ class ClassifierTrainer:
     if step == self.last_saved_step:
       return
     if not bool(all_finite(state)):
-      raise NonFiniteLossError(f"parameters became non-finite by step {step}; not saving them")
+      raise NonFiniteLossError(f"parameters became non-finite by step {step}; not saving them. "
+                               f"{last_checkpoint_text(self.last_saved_step)}")
     checkpoints.save(self.ckpt, state, step)
     self.last_saved_step = step
 
@@ -146,17 +148,31 @@ class ClassifierTrainer:
     epoch_log = MetricLog(total_steps=total, last_step=start)
     rate_log = MetricLog(total_steps=total, last_step=start)
     epoch_started = time.monotonic()
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
+
+    def check() -> None:
+      """Reads the metrics of the steps in flight (one is left running while the next starts)."""
+      while pending:
+        done, metrics = pending.pop(0)
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+        if bad:
+          raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {done}; "
+                                   f"{last_checkpoint_text(self.last_saved_step)}")
+        epoch_log.add(values)
+        rate_log.add(values)
+
     try:
       with StopSignal() as stop:
         for step in range(start + 1, total + 1):
           _, local = next(batches)
           state, metrics = step_fn(
               state, to_global_batch(local, self.batch_sharding, config.batch_size))
-          values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-          if not all(np.isfinite(v) for v in values.values()):
-            raise NonFiniteLossError(f"non-finite loss at step {step}")
-          epoch_log.add(values)
-          rate_log.add(values)
+          check()  # the previous step's metrics, while this step runs
+          pending.append((step, metrics))
+          if step % config.log_every_steps == 0 or step % per_epoch == 0 or (
+              stop.received is not None):
+            check()
           if step % config.log_every_steps == 0:
             means, rate = rate_log.flush(step)
             logging.info("%s", rate_log.line(step, means, rate))

@@ -66,6 +66,13 @@ def to_global_batch(local: dict[str, np.ndarray], sharding: NamedSharding,
   return jax.tree.map(make, local)
 
 
+def last_checkpoint_text(step: int | None) -> str:
+  """What a failing run still has on disk: the end of its non-finite-loss message."""
+  if step is None:
+    return "no checkpoint was written"
+  return f"the last checkpoint (step {step}) is intact"
+
+
 @jax.jit
 def all_finite(tree: Any) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
@@ -215,9 +222,7 @@ class Trainer:
   # -- periodic actions -------------------------------------------------------------------
 
   def _last_checkpoint_text(self) -> str:
-    if self.last_saved_step is None:
-      return "no checkpoint was written"
-    return f"the last checkpoint (step {self.last_saved_step}) is intact"
+    return last_checkpoint_text(self.last_saved_step)
 
   def save_checkpoint(self, step: int, state: GANState) -> None:
     if step == self.last_saved_step:

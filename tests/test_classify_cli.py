@@ -52,6 +52,22 @@ def classifier_run(tmp_path_factory):
   return workdir, first.stderr, again.stderr
 
 
+def test_classifier_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(
+    classifier_run, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "run")
+  shutil.copytree(classifier_run[0], workdir)
+  out = run_module("ganjax.main", "--config=configs/classifier.py", f"--workdir={workdir}",
+                   *CLASSIFIER_FLAGS, "--config.num_epochs=4",
+                   "--config.optimizer.learning_rate=1e30")
+  assert out.returncode == 1
+  errors = [l for l in out.stderr.splitlines() if l.startswith("ganjax: error:")]
+  assert len(errors) == 1 and re.fullmatch(
+      r"ganjax: error: non-finite [a-z_, ]+ at step 1[3-6]; the last checkpoint \(step 12\) "
+      r"is intact", errors[0]), errors
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == ["4", "8", "12"]
+
+
 def test_classifier_trains_per_epoch_logs_and_resumes(classifier_run):
   workdir, first, again = classifier_run
   assert "epoch 1/2 | train_accuracy=" in first and "epoch 2/2 |" in first
