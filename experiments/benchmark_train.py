@@ -1,0 +1,102 @@
+"""ganjax's training iteration against PyTorch on the same work: images/s, ratio, GFLOP, peak.
+
+  python experiments/benchmark_train.py --model dcgan   [--rounds 6] [--window 3]
+  python experiments/benchmark_train.py --model wgan_gp [--rounds 6] [--window 1]
+
+The measurement is `bench_train_step.py`'s (ganjax's real `ganjax.steps.make_train_step`, one
+`jax.jit`, state donated, against `torch_reference.py`'s eager PyTorch iteration of the same
+architecture, optimizer and batch, in one process and alternating timing windows after
+warm-up; any of its options can be passed through). This front end adds the machine's measured
+float32 matmul peak (the best of a few 2048^3 `jnp.dot`s, GFLOP/s) and prints a table:
+
+  | side | images/s | ms/iteration | GFLOP/s | fraction of matmul peak |
+
+with the XLA compile time and GFLOP per iteration (XLA's cost analysis of the compiled step,
+counting multiply and add as two), then, as its last line, ``ratio_vs_torch=<float>``: the
+median over rounds of (PyTorch time / JAX time) in the same round (> 1: ganjax is faster).
+Images/s count the generator batch per iteration (a WGAN-GP iteration also runs 5 critic
+updates on their own real batches).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+  """The best float32 GFLOP/s of an n x n x n `jnp.dot` on the default device."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  best = float("inf")
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    dot(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2 * n ** 3 / best / 1e9
+
+
+def table(result: dict, peak: float) -> str:
+  batch, gflop = result["batch"], result.get("gflop_per_iter")
+  rows = [("ganjax (JAX)", result["jax_images_per_s"])]
+  if "torch_images_per_s" in result:
+    rows.append((f"PyTorch eager, {result['torch_format']}", result["torch_images_per_s"]))
+  lines = ["| side | images/s | ms/iteration | GFLOP/s | fraction of matmul peak |",
+           "|---|---|---|---|---|"]
+  for name, rate in rows:
+    seconds = batch / rate
+    gflops = gflop / seconds if gflop else float("nan")
+    lines.append(f"| {name} | {rate:.2f} | {1e3 * seconds:.0f} | {gflops:.0f} | "
+                 f"{gflops / peak:.2f} |")
+  return "\n".join(lines)
+
+
+def _without_xla_flags(argv: list[str]) -> list[str]:
+  """`argv` minus ``--xla_flags=V`` / ``--xla_flags V`` (already applied here)."""
+  out, skip = [], False
+  for a in argv:
+    if skip:
+      skip = False
+    elif a == "--xla_flags":
+      skip = True
+    elif not a.startswith("--xla_flags="):
+      out.append(a)
+  return out
+
+
+def main(argv: list[str] | None = None) -> None:
+  argv = sys.argv[1:] if argv is None else argv
+  import bench_train_step  # pylint: disable=g-import-not-at-top
+
+  args = bench_train_step.parse_args(argv)
+  if args.xla_flags:  # before JAX starts, as bench_train_step does
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+  peak = matmul_peak_gflops()
+  # Prints its JSON result line, then the table below.
+  result = bench_train_step.main(_without_xla_flags(argv))
+  import jax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  print(f"{result['model']}, batch {result['batch']}; jax {jax.__version__} on "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s), torch {torch.__version__} "
+        f"with {args.torch_threads} threads; {os.cpu_count()} cores, load average "
+        f"{result['load_average_1min']}; XLA_FLAGS={result['xla_flags']!r}")
+  print(f"XLA compile: {result['compile_s']} s; GFLOP per iteration (XLA cost analysis): "
+        f"{result['gflop_per_iter']}; measured float32 matmul peak: {peak:.0f} GFLOP/s")
+  print(table(result, peak))
+  if "ratio_vs_torch" in result:
+    low, high = result["ratio_min_max"]
+    print(f"ratio over {args.rounds} rounds of {args.window} iterations: median "
+          f"{result['ratio_vs_torch']}, min {low}, max {high}")
+    print(f"ratio_vs_torch={result['ratio_vs_torch']}")
+
+
+if __name__ == "__main__":
+  main()
