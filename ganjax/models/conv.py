@@ -189,15 +189,8 @@ def down_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
   return DOWN_CONV_IMPLS[impl](x, kernel)
 
 
-class UpConv(nn.Module):
-  """Transposed convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,2H,2W,F]``.
-
-  Attributes:
-    features: output channels F.
-    use_bias: add a learned ``bias`` of shape ``[F]``.
-    impl: ``"auto"`` (phase decomposition on CPU, dilated convolution elsewhere), ``"phase"``
-      or ``"transpose"``. Parameters do not depend on it.
-  """
+class _Conv4x4Stride2(nn.Module):
+  """The parameters and bias shared by `UpConv` and `DownConv`; subclasses give `convolve`."""
 
   features: int
   use_bias: bool = True
@@ -207,6 +200,9 @@ class UpConv(nn.Module):
   dtype: Any = None
   param_dtype: Any = jnp.float32
 
+  def convolve(self, x: Array, kernel: Array) -> Array:
+    raise NotImplementedError
+
   @nn.compact
   def __call__(self, x: Array) -> Array:
     kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features),
@@ -214,13 +210,27 @@ class UpConv(nn.Module):
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = up_conv(x, kernel, self.impl)
+    y = self.convolve(x, kernel)
     if bias is not None:
       y = y + bias
     return y
 
 
-class DownConv(nn.Module):
+class UpConv(_Conv4x4Stride2):
+  """Transposed convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,2H,2W,F]``.
+
+  Attributes:
+    features: output channels F.
+    use_bias: add a learned ``bias`` of shape ``[F]``.
+    impl: ``"auto"`` (phase decomposition on CPU, dilated convolution elsewhere), ``"phase"``
+      or ``"transpose"``. Parameters do not depend on it.
+  """
+
+  def convolve(self, x: Array, kernel: Array) -> Array:
+    return up_conv(x, kernel, self.impl)
+
+
+class DownConv(_Conv4x4Stride2):
   """Convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,H/2,W/2,F]``.
 
   Parameters are `flax.linen.Conv`'s (``kernel`` ``[4, 4, C, F]``, ``bias`` ``[F]``), so a
@@ -233,22 +243,5 @@ class DownConv(nn.Module):
       or ``"strided"``. Parameters do not depend on it.
   """
 
-  features: int
-  use_bias: bool = True
-  impl: str = "auto"
-  kernel_init: Initializer = nn.initializers.lecun_normal()
-  bias_init: Initializer = nn.initializers.zeros_init()
-  dtype: Any = None
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features),
-                        self.param_dtype)
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = down_conv(x, kernel, self.impl)
-    if bias is not None:
-      y = y + bias
-    return y
+  def convolve(self, x: Array, kernel: Array) -> Array:
+    return down_conv(x, kernel, self.impl)
