@@ -1,0 +1,147 @@
+"""Where the CPU time of ganjax's training iteration goes, per XLA thunk and per convolution.
+
+  python experiments/profile_step.py --model dcgan [--iterations 2] [bench_train_step options]
+
+Builds the same jitted step as experiments/bench_train_step.py (no PyTorch side), runs one
+warm-up iteration, traces `--iterations` iterations with `jax.profiler.trace`, and reads the
+trace (the XSpace protobuf, through TensorFlow's copy of the proto) together with the optimized
+HLO of the same executable. It prints:
+
+* thread time per kind of thunk, summed over XLA's worker threads (``ynn_fusion`` is a
+  convolution or dot run by YNNPACK; the rest are XLA's own loop fusions and copies);
+* per YNNPACK fusion: time, GFLOP (2 x output size x window x input features, from the HLO)
+  and GFLOP/s, grouped into forward / input-gradient convolutions (small windows) and
+  kernel-gradient convolutions (XLA writes ``dW`` as a convolution whose window is the whole
+  image), then the slowest fusions.
+
+Thread times are summed over the worker threads, so they exceed wall time when thunks run
+side by side; compare them as fractions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_train_step  # noqa: E402  pylint: disable=g-import-not-at-top
+
+_SHAPE = r"f32\[([\d,]*)\]"
+
+
+def _dims(text: str) -> list[int]:
+  return [int(v) for v in text.split(",")] if text else []
+
+
+def _operand_shape(body: str, name: str) -> list[int]:
+  return _dims(re.search(r"%" + re.escape(name) + r" = " + _SHAPE, body).group(1))
+
+
+def fusion_ops(hlo: str) -> dict[str, list[tuple[str, float, str]]]:
+  """``{ynn fusion name: [(kind, flops, description), ...]}`` from optimized HLO text."""
+  bodies = {m.group(1): m.group(0) for m in re.finditer(
+      r"^%(fused_computation[\.\d]*) \(.*?^}", hlo, re.S | re.M)}
+  calls = dict(re.findall(r"%(ynn_fusion[\.\d]*) = .*?calls=%(fused_computation[\.\d]*)", hlo))
+  out = {}
+  for fusion, comp in calls.items():
+    body, ops = bodies[comp], []
+    for m in re.finditer(r"= " + _SHAPE + r"\S* convolution\(%(\S+), %(\S+)\), "
+                         r"window=\{size=(\S+)[^}]*\}, dim_labels=(\S+)->\S+", body):
+      out_shape, lhs, rhs, window, labels = m.groups()
+      kernel = _operand_shape(body, rhs)
+      in_features = kernel[labels.split("_")[1].index("i")]
+      size = [int(v) for v in window.split("x")]
+      flops = 2 * math.prod(_dims(out_shape)) * math.prod(size) * in_features
+      kind = "kernel-gradient conv" if min(size) > 4 or (
+          size == [4, 4] and _dims(out_shape)[1] < 4) else "forward / input-gradient conv"
+      ops.append((kind, flops, f"[{','.join(map(str, _operand_shape(body, lhs)))}] * "
+                  f"[{','.join(map(str, kernel))}] window {window} -> [{out_shape}]"))
+    for m in re.finditer(r"= " + _SHAPE + r"\S* dot\(%(\S+), %(\S+)\), (?:lhs_batch_dims="
+                         r"\{[\d,]*\}, )?lhs_contracting_dims=\{([\d,]*)\}", body):
+      out_shape, lhs, _, contracting = m.groups()
+      lhs_shape = _operand_shape(body, lhs)
+      k = math.prod(lhs_shape[int(c)] for c in contracting.split(","))
+      ops.append(("dot", 2 * math.prod(_dims(out_shape)) * k,
+                  f"dot [{','.join(map(str, lhs_shape))}] -> [{out_shape}]"))
+    out[fusion] = ops
+  return out
+
+
+def thunk_times(trace_dir: str) -> tuple[collections.Counter, collections.Counter]:
+  """(milliseconds, count) per thunk name, summed over XLA's worker threads."""
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+
+  path = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
+  space = xplane_pb2.XSpace()
+  space.ParseFromString(Path(path).read_bytes())
+  ms, count = collections.Counter(), collections.Counter()
+  for plane in space.planes:
+    names = {k: v.name for k, v in plane.event_metadata.items()}
+    for line in plane.lines:
+      if not line.name.startswith("tf_XLAEigen"):
+        continue
+      for event in line.events:
+        name = names.get(event.metadata_id, "?")
+        if not name.startswith("ThunkExecutor"):
+          ms[name] += event.duration_ps / 1e9
+          count[name] += 1
+  return ms, count
+
+
+def main(argv: list[str] | None = None) -> None:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--iterations", type=int, default=2)
+  ap.add_argument("--top", type=int, default=15, help="slowest YNNPACK fusions to list")
+  own, rest = ap.parse_known_args(argv)
+  work = tempfile.mkdtemp(prefix="ganjax_profile_")
+  args = bench_train_step.parse_args(rest + ["--skip_torch", f"--dump_hlo={work}/step.hlo"])
+  run, _, _, _ = bench_train_step.build_jax_step(args)
+  import jax  # pylint: disable=g-import-not-at-top
+
+  run(1)
+  t0 = time.perf_counter()
+  with jax.profiler.trace(f"{work}/trace"):
+    run(own.iterations)
+  wall = (time.perf_counter() - t0) / own.iterations
+  ms, count = thunk_times(f"{work}/trace")
+  ops = fusion_ops(Path(f"{work}/step.hlo").read_text())
+  n = own.iterations
+  total = sum(ms.values()) / n
+  print(f"{args.model}, batch {args.batch}: {wall * 1e3:.0f} ms/iteration wall (traced), "
+        f"{total:.0f} ms of thunk time per iteration over {jax.local_devices()[0].platform} "
+        f"worker threads; load average {os.getloadavg()[0]:.1f}")
+  kinds = collections.Counter()
+  for name, t in ms.items():
+    kinds[re.sub(r"\.\d+$", "", name)] += t / n
+  print("| thunk kind | ms/iteration | share |\n|---|---|---|")
+  for kind, t in kinds.most_common(10):
+    print(f"| {kind} | {t:.0f} | {t / total:.1%} |")
+  groups = collections.defaultdict(lambda: [0.0, 0.0, 0])
+  rows = []
+  for name, t in ms.items():
+    if name not in ops:
+      continue
+    flops = sum(f for _, f, _ in ops[name]) * count[name] / n
+    kind = ops[name][0][0] if ops[name] else "other"
+    g = groups[kind]
+    g[0], g[1], g[2] = g[0] + t / n, g[1] + flops, g[2] + 1
+    rows.append((t / n, flops, name, "; ".join(d for _, _, d in ops[name])))
+  print("\n| YNNPACK fusions | count | ms/iteration | GFLOP/iteration | GFLOP/s (thread) |\n"
+        "|---|---|---|---|---|")
+  for kind, (t, flops, k) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
+    print(f"| {kind} | {k} | {t:.0f} | {flops / 1e9:.1f} | {flops / 1e6 / t:.0f} |")
+  print(f"\nslowest {own.top} YNNPACK fusions (ms/iteration, GFLOP/s per thread):")
+  for t, flops, name, desc in sorted(rows, reverse=True)[:own.top]:
+    print(f"  {t:7.1f} ms {flops / 1e6 / t:6.1f} GF/s  {name}: {desc}")
+
+
+if __name__ == "__main__":
+  main()
