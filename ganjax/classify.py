@@ -23,7 +23,6 @@ from clu import metric_writers
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
-import numpy as np
 import optax
 
 from ganjax import augment, checkpoints, data, models, optim
@@ -33,8 +32,8 @@ from ganjax.errors import CheckpointError, ConfigError, NonFiniteLossError
 from ganjax.experiment import DataSpec, dtype_of, read_run_info, write_run_info
 # The GAN trainer's mesh, sharding and loop helpers: the classifier runs on the same layout.
 from ganjax.train import (all_finite, batch_sharding, check_batch_size, flatten_config,
-                          last_checkpoint_text, make_mesh, MetricLog, StopSignal,
-                          to_global_batch)
+                          last_checkpoint_text, make_mesh, MetricLog, MetricsInFlight,
+                          StopSignal, to_global_batch)
 
 
 def build_classifier(config: ml_collections.ConfigDict, spec: DataSpec, steps_per_epoch: int
@@ -148,19 +147,9 @@ class ClassifierTrainer:
     epoch_log = MetricLog(total_steps=total, last_step=start)
     rate_log = MetricLog(total_steps=total, last_step=start)
     epoch_started = time.monotonic()
-    pending: list[tuple[int, dict[str, jax.Array]]] = []
-
-    def check() -> None:
-      """Reads the metrics of the steps in flight (one is left running while the next starts)."""
-      while pending:
-        done, metrics = pending.pop(0)
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
-        if bad:
-          raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {done}; "
-                                   f"{last_checkpoint_text(self.last_saved_step)}")
-        epoch_log.add(values)
-        rate_log.add(values)
+    in_flight = MetricsInFlight(
+        lambda metrics: {k: float(v) for k, v in jax.device_get(metrics).items()},
+        [epoch_log, rate_log], lambda: last_checkpoint_text(self.last_saved_step))
 
     try:
       with StopSignal() as stop:
@@ -168,11 +157,11 @@ class ClassifierTrainer:
           _, local = next(batches)
           state, metrics = step_fn(
               state, to_global_batch(local, self.batch_sharding, config.batch_size))
-          check()  # the previous step's metrics, while this step runs
-          pending.append((step, metrics))
+          in_flight.push(step, metrics)
+          in_flight.drain(step - 1)  # the previous step's metrics, while this step runs
           if step % config.log_every_steps == 0 or step % per_epoch == 0 or (
               stop.received is not None):
-            check()
+            in_flight.drain(step)
           if step % config.log_every_steps == 0:
             means, rate = rate_log.flush(step)
             logging.info("%s", rate_log.line(step, means, rate))

@@ -135,6 +135,36 @@ class MetricLog:
     return f"step {step}/{self.total_steps} | {values} | {rate:.3g} steps/s | ETA {eta_text}"
 
 
+class MetricsInFlight:
+  """Device metrics of steps whose values the host has not read yet.
+
+  A loop `push`es each step's metrics right after dispatching it and `drain`s up to the previous
+  step, so one step stays in flight while the host reads the last one. `drain(upto)` reads the
+  pending steps <= `upto` in order with `to_values`, raises `NonFiniteLossError` at the first
+  non-finite metric (naming it, its step and `checkpoint_text()`), and adds the values to each
+  of `logs`.
+  """
+
+  def __init__(self, to_values: Callable[[dict[str, jax.Array]], Metrics],
+               logs: list[MetricLog], checkpoint_text: Callable[[], str]):
+    self.to_values, self.logs, self.checkpoint_text = to_values, logs, checkpoint_text
+    self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+
+  def push(self, step: int, metrics: dict[str, jax.Array]) -> None:
+    self.pending.append((step, metrics))
+
+  def drain(self, upto: int) -> None:
+    while self.pending and self.pending[0][0] <= upto:
+      step, metrics = self.pending.pop(0)
+      values = self.to_values(metrics)
+      bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+      if bad:
+        raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step}; "
+                                 f"{self.checkpoint_text()}")
+      for log in self.logs:
+        log.add(values)
+
+
 class StopSignal:
   """Turns SIGTERM / SIGINT into a flag the loop checks between steps (a second SIGINT kills)."""
 
@@ -301,45 +331,35 @@ class Trainer:
     train_step = self._compiled_step()
     batches = self.batch_iterator(start)
     log = MetricLog(total_steps=total, last_step=start)
-    pending: list[tuple[int, dict[str, jax.Array]]] = []
-
-    def check(upto: int) -> None:
-      while pending and pending[0][0] <= upto:
-        step, metrics = pending.pop(0)
-        values = self.metric_values(metrics)
-        bad = sorted(k for k, v in values.items() if not np.isfinite(v))
-        if bad:
-          raise NonFiniteLossError(f"non-finite {', '.join(bad)} at step {step}; "
-                                   f"{self._last_checkpoint_text()}")
-        log.add(values)
+    in_flight = MetricsInFlight(self.metric_values, [log], self._last_checkpoint_text)
 
     try:
       with StopSignal() as stop:
         for step in range(start + 1, total + 1):
           _, local = next(batches)
           state, metrics = train_step(state, self.global_batch(local))
-          pending.append((step, metrics))
-          check(step - 1)  # the previous step's metrics: keeps one step in flight
+          in_flight.push(step, metrics)
+          in_flight.drain(step - 1)  # the previous step's metrics: one step stays in flight
           if step == start + 1:
-            check(step)
+            in_flight.drain(step)
             logging.info("step %d took %.1f s (including compilation)", step,
                          time.monotonic() - log.last_time)
             log.restart_clock(step)
           last = step == total
           if step % config.log_every_steps == 0 or last:
-            check(step)
+            in_flight.drain(step)
             means, rate = log.flush(step)
             self.write_metrics(step, log, means, rate)
           if step % config.sample_every_steps == 0 or last:
             self.write_samples(step, state)
           if self.evaluates() and (step % config.eval_every_steps == 0 or last):
-            check(step)
+            in_flight.drain(step)
             self.evaluate(step, state)
           if step % config.checkpoint_every_steps == 0 or last:
-            check(step)
+            in_flight.drain(step)
             self.save_checkpoint(step, state)
           if stop.received is not None and not last:
-            check(step)
+            in_flight.drain(step)
             self.save_checkpoint(step, state)
             raise stop.interruption(step)
     finally:
