@@ -42,6 +42,11 @@ def parse_args(argv=None):
   ap.add_argument("--window", type=int, default=3, help="iterations per timing window")
   ap.add_argument("--xla_flags", default=None, help="appended to XLA_FLAGS before JAX starts")
   ap.add_argument("--torch_format", choices=["channels_last", "nchw"], default="channels_last")
+  ap.add_argument("--torch_extra", default="",
+                  help="comma-separated extra PyTorch sides timed in the same rounds: 'nchw' "
+                       "(eager, contiguous NCHW) and 'compile' (torch.compile of G and D, "
+                       "channels_last; DCGAN only: Inductor has no double backward for the "
+                       "gradient penalty)")
   ap.add_argument("--torch_threads", type=int, default=2)
   ap.add_argument("--torch_flush_denormal", action="store_true",
                   help="torch.set_flush_denormal(True) (XLA's CPU code flushes denormals already)")
@@ -151,7 +156,7 @@ def np_images(images):
   return np.asarray(images)
 
 
-def build_torch_step(args, images):
+def build_torch_step(args, images, torch_format=None, compile_modules=False):
   import torch
   sys.path.insert(0, str(Path(__file__).resolve().parent))
   import torch_reference as tr
@@ -160,14 +165,17 @@ def build_torch_step(args, images):
   if args.torch_flush_denormal:
     torch.set_flush_denormal(True)
   torch.manual_seed(0)
-  channels_last = args.torch_format == "channels_last"
+  channels_last = (torch_format or args.torch_format) == "channels_last"
   if args.model == "wgan_gp":
+    if compile_modules:
+      raise SystemExit("--torch_extra=compile: torch.compile has no double backward for the "
+                       "gradient penalty; use it with --model dcgan")
     it = tr.WGANGPIteration(args.batch, args.width, channels_last=channels_last,
                             norm=args.critic_norm, negative_slope=args.negative_slope)
     real = it.to_device_format(torch.from_numpy(images.copy()))
   else:
     it = tr.DCGANIteration(args.batch, args.width, channels_last=channels_last,
-                           negative_slope=args.negative_slope)
+                           negative_slope=args.negative_slope, compile_modules=compile_modules)
     real = it.to_device_format(torch.from_numpy(images[0].copy()))
 
   def run(n):
@@ -193,6 +201,12 @@ def main(argv=None):
                                    args.up_impl_b)[0]
   if not args.skip_torch:
     runs["torch"] = build_torch_step(args, images)
+    for extra in filter(None, args.torch_extra.split(",")):
+      if extra not in ("nchw", "compile"):
+        raise SystemExit(f"--torch_extra: unknown side {extra!r}; expected nchw or compile")
+      runs[f"torch_{extra}"] = build_torch_step(
+          args, images, torch_format="nchw" if extra == "nchw" else "channels_last",
+          compile_modules=extra == "compile")
   for run in runs.values():  # warm-up (first-call allocations, oneDNN primitive caches)
     run(2)
   times = {name: [] for name in runs}
@@ -221,6 +235,8 @@ def main(argv=None):
         "ratio_vs_torch": round(statistics.median(ratios), 3),
         "ratio_min_max": [round(ratios[0], 3), round(ratios[-1], 3)],
     })
+  for extra in (name for name in runs if name.startswith("torch_")):
+    result[f"{extra}_images_per_s"] = round(args.batch / per_it[extra], 2)
   if "jax_b" in runs:
     result["variant_b"] = args.variant_b
     result["up_impl_b"] = args.up_impl_b

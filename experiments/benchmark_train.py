@@ -2,6 +2,13 @@
 
   python experiments/benchmark_train.py --model dcgan   [--rounds 6] [--window 3]
   python experiments/benchmark_train.py --model wgan_gp [--rounds 6] [--window 1]
+  python experiments/benchmark_train.py --model dcgan --full_table   # every variant below
+
+`--full_table` adds, in the same rounds: for DCGAN, ganjax with the generator's transposed
+convolutions in their dilated form (UpConv impl='transpose', the computation of
+`flax.linen.ConvTranspose`), PyTorch eager NCHW and PyTorch `torch.compile` (channels_last);
+for WGAN-GP, PyTorch eager NCHW (Inductor has no double backward for the gradient penalty, and
+the dilated generator takes minutes per iteration).
 
 The measurement is `bench_train_step.py`'s (ganjax's real `ganjax.steps.make_train_step`, one
 `jax.jit`, state donated, against `torch_reference.py`'s eager PyTorch iteration of the same
@@ -47,8 +54,18 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
 def table(result: dict, peak: float) -> str:
   batch, gflop = result["batch"], result.get("gflop_per_iter")
   rows = [("ganjax (JAX)", result["jax_images_per_s"])]
+  if "jax_b_images_per_s" in result:
+    b = ", ".join(filter(None, [result.get("variant_b"), result.get("up_impl_b") and
+                                f"UpConv impl={result['up_impl_b']!r}"]))
+    if result.get("up_impl_b") == "transpose":
+      b += " (flax.linen.ConvTranspose's dilated convolution)"
+    rows.append((f"ganjax with {b}", result["jax_b_images_per_s"]))
   if "torch_images_per_s" in result:
     rows.append((f"PyTorch eager, {result['torch_format']}", result["torch_images_per_s"]))
+  for key, name in (("torch_nchw", "PyTorch eager, NCHW"),
+                    ("torch_compile", "PyTorch torch.compile, channels_last")):
+    if f"{key}_images_per_s" in result:
+      rows.append((name, result[f"{key}_images_per_s"]))
   lines = ["| side | images/s | ms/iteration | GFLOP/s | fraction of matmul peak |",
            "|---|---|---|---|---|"]
   for name, rate in rows:
@@ -75,6 +92,14 @@ def _without_xla_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   import bench_train_step  # pylint: disable=g-import-not-at-top
+
+  if "--full_table" in argv:
+    argv = [a for a in argv if a != "--full_table"]
+    wgan = "wgan_gp" in argv or "--model=wgan_gp" in argv
+    # The dilated (ConvTranspose) generator runs its kernel gradients on XLA's generic path:
+    # minutes per WGAN-GP iteration, so that row is DCGAN's only, as is torch.compile's.
+    argv += ["--torch_extra=nchw"] if wgan else ["--up_impl_b=transpose",
+                                                  "--torch_extra=nchw,compile"]
 
   args = bench_train_step.parse_args(argv)
   if args.xla_flags:  # before JAX starts, as bench_train_step does
