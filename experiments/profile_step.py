@@ -14,8 +14,9 @@ HLO of the same executable. It prints:
   kernel-gradient convolutions (XLA writes ``dW`` as a convolution whose window is the whole
   image), then the slowest fusions.
 
-Thread times are summed over the worker threads, so they exceed wall time when thunks run
-side by side; compare them as fractions.
+Thread times are summed over the worker threads, so they can exceed wall time when thunks run
+side by side; compare them as fractions. A YNNPACK fusion can itself use every core (its
+parallel loops), so its GFLOP/s is the rate while it runs, not a per-core figure.
 """
 
 from __future__ import annotations
@@ -134,11 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     g = groups[kind]
     g[0], g[1], g[2] = g[0] + t / n, g[1] + flops, g[2] + 1
     rows.append((t / n, flops, name, "; ".join(d for _, _, d in ops[name])))
-  print("\n| YNNPACK fusions | count | ms/iteration | GFLOP/iteration | GFLOP/s (thread) |\n"
+  print("\n| YNNPACK fusions | count | ms/iteration | GFLOP/iteration | GFLOP/s while running |\n"
         "|---|---|---|---|---|")
   for kind, (t, flops, k) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
     print(f"| {kind} | {k} | {t:.0f} | {flops / 1e9:.1f} | {flops / 1e6 / t:.0f} |")
-  print(f"\nslowest {own.top} YNNPACK fusions (ms/iteration, GFLOP/s per thread):")
+  print(f"\nslowest {own.top} YNNPACK fusions (ms/iteration, GFLOP/s while running):")
   for t, flops, name, desc in sorted(rows, reverse=True)[:own.top]:
     print(f"  {t:7.1f} ms {flops / 1e6 / t:6.1f} GF/s  {name}: {desc}")
 
