@@ -93,15 +93,14 @@ def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   import bench_train_step  # pylint: disable=g-import-not-at-top
 
-  if "--full_table" in argv:
-    argv = [a for a in argv if a != "--full_table"]
-    wgan = "wgan_gp" in argv or "--model=wgan_gp" in argv
+  full_table = "--full_table" in argv
+  argv = [a for a in argv if a != "--full_table"]
+  args = bench_train_step.parse_args(argv)
+  if full_table:
     # The dilated (ConvTranspose) generator runs its kernel gradients on XLA's generic path:
     # minutes per WGAN-GP iteration, so that row is DCGAN's only, as is torch.compile's.
-    argv += ["--torch_extra=nchw"] if wgan else ["--up_impl_b=transpose",
-                                                  "--torch_extra=nchw,compile"]
-
-  args = bench_train_step.parse_args(argv)
+    argv += (["--torch_extra=nchw"] if args.model == "wgan_gp" else
+             ["--up_impl_b=transpose", "--torch_extra=nchw,compile"])
   if args.xla_flags:  # before JAX starts, as bench_train_step does
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
   peak = matmul_peak_gflops()

@@ -147,9 +147,8 @@ class ClassifierTrainer:
     epoch_log = MetricLog(total_steps=total, last_step=start)
     rate_log = MetricLog(total_steps=total, last_step=start)
     epoch_started = time.monotonic()
-    in_flight = MetricsInFlight(
-        lambda metrics: {k: float(v) for k, v in jax.device_get(metrics).items()},
-        [epoch_log, rate_log], lambda: last_checkpoint_text(self.last_saved_step))
+    in_flight = MetricsInFlight([epoch_log, rate_log],
+                                lambda: last_checkpoint_text(self.last_saved_step))
 
     try:
       with StopSignal() as stop:

@@ -135,18 +135,23 @@ class MetricLog:
     return f"step {step}/{self.total_steps} | {values} | {rate:.3g} steps/s | ETA {eta_text}"
 
 
+def host_metrics(metrics: dict[str, jax.Array]) -> Metrics:
+  """A step's metrics as Python floats, by name."""
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
 class MetricsInFlight:
   """Device metrics of steps whose values the host has not read yet.
 
   A loop `push`es each step's metrics right after dispatching it and `drain`s up to the previous
   step, so one step stays in flight while the host reads the last one. `drain(upto)` reads the
-  pending steps <= `upto` in order with `to_values`, raises `NonFiniteLossError` at the first
+  pending steps <= `upto` in order with `to_values` (default `host_metrics`), raises `NonFiniteLossError` at the first
   non-finite metric (naming it, its step and `checkpoint_text()`), and adds the values to each
   of `logs`.
   """
 
-  def __init__(self, to_values: Callable[[dict[str, jax.Array]], Metrics],
-               logs: list[MetricLog], checkpoint_text: Callable[[], str]):
+  def __init__(self, logs: list[MetricLog], checkpoint_text: Callable[[], str],
+               to_values: Callable[[dict[str, jax.Array]], Metrics] = host_metrics):
     self.to_values, self.logs, self.checkpoint_text = to_values, logs, checkpoint_text
     self.pending: list[tuple[int, dict[str, jax.Array]]] = []
 
@@ -300,8 +305,8 @@ class Trainer:
     return to_global_batch(local, self.batch_sharding, self.config.batch_size)
 
   def metric_values(self, metrics: dict[str, jax.Array]) -> Metrics:
-    """A step's metrics as Python floats, by name."""
-    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+    """A step's metrics as Python floats, by name (a population trainer splits members)."""
+    return host_metrics(metrics)
 
   def write_metrics(self, step: int, log: "MetricLog", means: Metrics, rate: float) -> None:
     """The console line and TensorBoard scalars of the steps since the last one."""
@@ -331,7 +336,7 @@ class Trainer:
     train_step = self._compiled_step()
     batches = self.batch_iterator(start)
     log = MetricLog(total_steps=total, last_step=start)
-    in_flight = MetricsInFlight(self.metric_values, [log], self._last_checkpoint_text)
+    in_flight = MetricsInFlight([log], self._last_checkpoint_text, self.metric_values)
 
     try:
       with StopSignal() as stop:

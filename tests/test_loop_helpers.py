@@ -9,13 +9,9 @@ from ganjax.errors import NonFiniteLossError
 from ganjax.train import MetricLog, MetricsInFlight, last_checkpoint_text
 
 
-def to_values(metrics):
-  return {k: float(v) for k, v in metrics.items()}
-
-
 def test_drain_reads_pending_steps_in_order_up_to_the_given_step():
   logs = [MetricLog(total_steps=10), MetricLog(total_steps=10)]
-  in_flight = MetricsInFlight(to_values, logs, lambda: "unused")
+  in_flight = MetricsInFlight(logs, lambda: "unused")
   for step, loss in ((1, 1.0), (2, 2.0), (3, 4.0)):
     in_flight.push(step, {"loss": jnp.asarray(loss)})
   in_flight.drain(2)
@@ -31,7 +27,7 @@ def test_drain_reads_pending_steps_in_order_up_to_the_given_step():
 @pytest.mark.parametrize("saved", [None, 20])
 def test_a_non_finite_metric_names_itself_its_step_and_the_last_checkpoint(saved):
   log = MetricLog(total_steps=30)
-  in_flight = MetricsInFlight(to_values, [log], lambda: last_checkpoint_text(saved))
+  in_flight = MetricsInFlight([log], lambda: last_checkpoint_text(saved))
   in_flight.push(21, {"d_loss": jnp.asarray(0.5), "g_loss": jnp.asarray(0.5)})
   in_flight.push(22, {"d_loss": jnp.asarray(math.inf), "g_loss": jnp.asarray(math.nan)})
   in_flight.push(23, {"d_loss": jnp.asarray(0.5), "g_loss": jnp.asarray(0.5)})

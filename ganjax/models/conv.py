@@ -190,7 +190,14 @@ def down_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
 
 
 class _Conv4x4Stride2(nn.Module):
-  """The parameters and bias shared by `UpConv` and `DownConv`; subclasses give `convolve`."""
+  """The parameters and bias shared by `UpConv` and `DownConv`; subclasses give `convolve`.
+
+  Attributes:
+    features: output channels F.
+    use_bias: add a learned ``bias`` of shape ``[F]``.
+    impl: which form computes the convolution (see the subclass); parameters do not depend on
+      it.
+  """
 
   features: int
   use_bias: bool = True
@@ -219,11 +226,8 @@ class _Conv4x4Stride2(nn.Module):
 class UpConv(_Conv4x4Stride2):
   """Transposed convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,2H,2W,F]``.
 
-  Attributes:
-    features: output channels F.
-    use_bias: add a learned ``bias`` of shape ``[F]``.
-    impl: ``"auto"`` (phase decomposition on CPU, dilated convolution elsewhere), ``"phase"``
-      or ``"transpose"``. Parameters do not depend on it.
+  ``impl``: ``"auto"`` (phase decomposition on CPU, dilated convolution elsewhere), ``"phase"``
+  or ``"transpose"``.
   """
 
   def convolve(self, x: Array, kernel: Array) -> Array:
@@ -234,13 +238,9 @@ class DownConv(_Conv4x4Stride2):
   """Convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,H/2,W/2,F]``.
 
   Parameters are `flax.linen.Conv`'s (``kernel`` ``[4, 4, C, F]``, ``bias`` ``[F]``), so a
-  ``nn.Conv(F, (4, 4), strides=2, padding=1)`` checkpoint loads unchanged.
-
-  Attributes:
-    features: output channels F.
-    use_bias: add a learned ``bias`` of shape ``[F]``.
-    impl: ``"auto"`` (phase decomposition on CPU, strided convolution elsewhere), ``"phase"``
-      or ``"strided"``. Parameters do not depend on it.
+  ``nn.Conv(F, (4, 4), strides=2, padding=1)`` checkpoint loads unchanged. ``impl``:
+  ``"auto"`` (phase decomposition on CPU, strided convolution elsewhere), ``"phase"`` or
+  ``"strided"``.
   """
 
   def convolve(self, x: Array, kernel: Array) -> Array:
