@@ -111,8 +111,10 @@ def build_jax_step(args, extra_variants=(), up_impl=None):
   if args.dump_hlo:
     Path(args.dump_hlo).write_text(compiled.as_text())
   flops = None
-  try:
-    cost = compiled.cost_analysis()
+  try:  # XLA cannot see into the oneDNN calls: count the same step with XLA's convolutions
+    from ganjax.models import onednn
+    with onednn.disabled():  # a new function object: a fresh trace, not the cached one
+      cost = jax.jit(lambda s, b: step(s, b)).lower(state, batch).cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", 0.0))
   except Exception:  # cost analysis is best effort

@@ -18,8 +18,9 @@ float32 matmul peak (the best of a few 2048^3 `jnp.dot`s, GFLOP/s) and prints a 
 
   | side | images/s | ms/iteration | GFLOP/s | fraction of matmul peak |
 
-with the XLA compile time and GFLOP per iteration (XLA's cost analysis of the compiled step,
-counting multiply and add as two), then, as its last line, ``ratio_vs_torch=<float>``: the
+with the XLA compile time and GFLOP per iteration (XLA's cost analysis of the step lowered with
+XLA's own convolutions, since it cannot see into the oneDNN calls; counting multiply and add as
+two), then, as its last line, ``ratio_vs_torch=<float>``: the
 median over rounds of (PyTorch time / JAX time) in the same round (> 1: ganjax is faster).
 Images/s count the generator batch per iteration (a WGAN-GP iteration also runs 5 critic
 updates on their own real batches).

@@ -32,7 +32,7 @@ def _flax_conv_transpose(x, kernel):
   return layer.apply({"params": {"kernel": kernel}}, x)
 
 
-@pytest.mark.parametrize("impl", ["phase", "transpose", "auto"])
+@pytest.mark.parametrize("impl", ["phase", "transpose", "onednn", "auto"])
 def test_up_conv_matches_flax_conv_transpose_forward_and_gradients(impl):
   x, kernel, key = _inputs()
   want = _value_and_grads(_flax_conv_transpose, x, kernel, key)
@@ -77,7 +77,7 @@ def test_up_conv_matches_torch_conv_transpose2d():
     want = layer(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()))
   want = want.numpy().transpose(0, 2, 3, 1)
   params = {"params": {"kernel": kernel, "bias": jnp.asarray(bias)}}
-  for impl in ("phase", "transpose"):
+  for impl in ("phase", "transpose", "onednn"):
     got = conv.UpConv(F, impl=impl).apply(params, x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=impl)
 
@@ -99,7 +99,7 @@ def _flax_strided_conv(x, kernel):
   return layer.apply({"params": {"kernel": kernel}}, x)
 
 
-@pytest.mark.parametrize("impl", ["phase", "strided", "auto"])
+@pytest.mark.parametrize("impl", ["phase", "strided", "onednn", "auto"])
 def test_down_conv_matches_flax_strided_conv_forward_and_gradients(impl):
   x, kernel, key = _inputs(seed=3, shape=(N, 6, 8, C))
   want = _value_and_grads(_flax_strided_conv, x, kernel, key)
@@ -145,7 +145,7 @@ def test_down_conv_matches_torch_conv2d():
     layer.weight.copy_(torch.from_numpy(np.asarray(kernel).transpose(3, 2, 0, 1).copy()))
     want = layer(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()))
   want = want.numpy().transpose(0, 2, 3, 1)
-  for impl in ("phase", "strided"):
+  for impl in ("phase", "strided", "onednn"):
     np.testing.assert_allclose(conv.down_conv(x, kernel, impl), want, rtol=1e-5, atol=1e-5,
                                err_msg=impl)
 
@@ -158,3 +158,16 @@ def test_down_conv_rejects_bad_arguments():
     conv.down_conv(x[:, :5], kernel, "phase")
   with pytest.raises(ValueError, match=r"\[4, 4, C, F\] kernel"):
     conv.down_conv(x, kernel[:, :2], "phase")
+
+
+def test_down_conv_onednn_second_order_gradients_match():
+  x, kernel, _ = _inputs(seed=4, shape=(N, 4, 4, C))
+
+  def penalty(fn):
+    def p(k):
+      gx = jax.grad(lambda u: jnp.sum(jnp.tanh(fn(u, k))))(x)
+      return jnp.sum(gx**2)
+    return jax.jit(jax.grad(p))
+
+  np.testing.assert_allclose(penalty(lambda u, k: conv.down_conv(u, k, "onednn"))(kernel),
+                             penalty(_flax_strided_conv)(kernel), rtol=1e-4, atol=1e-5)

@@ -5,7 +5,9 @@ PyTorch's ``ConvTranspose2d(kernel_size=4, stride=2, padding=1)``: an ``[N, H, W
 becomes ``[N, 2H, 2W, features]``. `DownConv` is the discriminator's 2x downsampling
 convolution, PyTorch's ``Conv2d(kernel_size=4, stride=2, padding=1)``, with
 `flax.linen.Conv`'s parameters (see its docstring). Both have a CPU-fast form built only from
-stride-1 "same-size" convolutions, chosen automatically when lowering for the CPU.
+stride-1 "same-size" convolutions, and a oneDNN form (`ganjax.models.onednn`); on the CPU
+``impl="auto"`` takes oneDNN when its extension is built, the phase form otherwise.
+`conv_general_dilated` is the same choice for `flax.linen.Conv`'s convolutions.
 
 UpConv parameters (the same whatever ``impl`` computes them with, so checkpoints move between
 backends):
@@ -28,8 +30,11 @@ Implementations (``impl``):
   multiplies the inserted zeros). On XLA's CPU backend the dilated form runs on a slow generic
   path (6-20x slower, see ``experiments/PERF_NOTES.md``) while stride-1 "same-size"
   convolutions, and their gradients, go to YNNPACK.
-* ``"auto"`` (default): ``"phase"`` when lowering for CPU, ``"transpose"`` elsewhere (chosen per
-  platform at lowering time with `jax.lax.platform_dependent`).
+* ``"onednn"``: oneDNN's transposed convolution (the input gradient of the stride-2
+  convolution with the spatially flipped kernel, channels swapped), CPU only.
+* ``"auto"`` (default): when lowering for CPU ``"onednn"`` if `onednn.available`, else
+  ``"phase"``; ``"transpose"`` elsewhere (chosen per platform at lowering time with
+  `jax.lax.platform_dependent`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from ganjax.models import onednn
 
 Initializer = Callable[..., Any]
 Array = jax.Array
@@ -57,6 +64,52 @@ def _check_nhwc(x: Array, kernel: Array, name: str) -> None:
   if x.shape[-1] != kernel.shape[2]:
     raise ValueError(f"{name}: input has {x.shape[-1]} channels, kernel expects "
                      f"{kernel.shape[2]}")
+
+
+def _onednn_supports(lhs: Array, rhs: Array, lhs_dilation, rhs_dilation, dimension_numbers,
+                     feature_group_count: int, batch_group_count: int,
+                     preferred_element_type) -> bool:
+  """Whether a `lax.conv_general_dilated` call has the form `onednn.conv` computes."""
+  if lhs.ndim != 4 or rhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
+    return False
+  if preferred_element_type not in (None, jnp.float32):
+    return False
+  if feature_group_count != 1 or batch_group_count != 1:
+    return False
+  if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
+    return False
+  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  return dn == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMENSION_NUMBERS)
+
+
+def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision=None,
+                         preferred_element_type=None) -> Array:
+  """`jax.lax.conv_general_dilated`, on oneDNN when lowering for CPU (if it is built).
+
+  A drop-in for `flax.linen.Conv`'s ``conv_general_dilated`` field, same parameters, same
+  result up to float rounding. Float32 NHWC / HWIO convolutions without dilation, groups or
+  negative padding take `onednn.conv` on the CPU; every other call, and every other platform,
+  is `jax.lax.conv_general_dilated` unchanged.
+  """
+  def xla(a: Array, b: Array) -> Array:
+    return lax.conv_general_dilated(
+        a, b, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type)
+
+  if not (onednn.available() and _onednn_supports(
+      lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+      batch_group_count, preferred_element_type)):
+    return xla(lhs, rhs)
+  pads = (lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+          if isinstance(padding, str) else padding)
+  pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+  if any(p < 0 for pair in pads for p in pair):
+    return xla(lhs, rhs)
+  strides = tuple(int(s) for s in window_strides)
+  return lax.platform_dependent(lhs, rhs, cpu=lambda a, b: onednn.conv(a, b, strides, pads),
+                                default=xla)
 
 
 def up_conv_transpose(x: Array, kernel: Array) -> Array:
@@ -93,9 +146,31 @@ def up_conv_phase(x: Array, kernel: Array) -> Array:
   return y.reshape(n, 2 * h, 2 * w, f)
 
 
+def up_conv_onednn(x: Array, kernel: Array) -> Array:
+  """2x transposed convolution (k=4, s=2, p=1) as oneDNN's convolution input gradient.
+
+  ``y = D(x, w)`` for the forward convolution with stride 2, padding 1 and kernel
+  ``w[k, l, f, c] = kernel[3 - k, 3 - l, c, f]`` (`flax.linen.ConvTranspose` correlates the
+  dilated input with ``kernel``; the input gradient correlates with the flipped kernel).
+  """
+  _check_nhwc(x, kernel, "up_conv")
+  n, h, w, _ = x.shape
+  forward_kernel = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+  return onednn.conv_transpose(x, forward_kernel, (n, 2 * h, 2 * w, kernel.shape[-1]),
+                               (2, 2), ((1, 1), (1, 1)))
+
+
+def _cpu_form(x: Array, kernel: Array, onednn_form: Callable[[Array, Array], Array],
+              xla_form: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:
+  """The form ``impl="auto"`` lowers for the CPU: oneDNN's if built (float32), else XLA's."""
+  float32 = x.dtype == jnp.float32 and kernel.dtype == jnp.float32
+  return onednn_form if float32 and onednn.available() else xla_form
+
+
 UP_CONV_IMPLS: dict[str, Callable[[Array, Array], Array]] = {
     "transpose": up_conv_transpose,
     "phase": up_conv_phase,
+    "onednn": up_conv_onednn,
 }
 
 
@@ -105,7 +180,8 @@ def up_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
   Args:
     x: ``[N, H, W, C]``.
     kernel: ``[4, 4, C, F]`` in `flax.linen.ConvTranspose` layout (see the module docstring).
-    impl: ``"auto"``, ``"phase"`` or ``"transpose"``; all give the same result.
+    impl: ``"auto"``, ``"phase"``, ``"transpose"`` or ``"onednn"`` (CPU only); all give the
+      same result.
 
   Returns:
     ``[N, 2H, 2W, F]``.
@@ -113,7 +189,8 @@ def up_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
   if kernel.shape[:2] != (4, 4):
     raise ValueError(f"up_conv expects a [4, 4, C, F] kernel, got shape {kernel.shape}")
   if impl == "auto":
-    return lax.platform_dependent(x, kernel, cpu=up_conv_phase, default=up_conv_transpose)
+    return lax.platform_dependent(x, kernel, cpu=_cpu_form(x, kernel, up_conv_onednn, up_conv_phase),
+                                  default=up_conv_transpose)
   if impl not in UP_CONV_IMPLS:
     raise ValueError(f"unknown up_conv impl {impl!r}; expected 'auto' or one of "
                      f"{sorted(UP_CONV_IMPLS)}")
@@ -161,9 +238,16 @@ def down_conv_phase(x: Array, kernel: Array) -> Array:
   return y
 
 
+def down_conv_onednn(x: Array, kernel: Array) -> Array:
+  """Convolution k=4, stride 2, padding 1 as one oneDNN strided convolution."""
+  _check_nhwc(x, kernel, "down_conv")
+  return onednn.conv(x, kernel, (2, 2), ((1, 1), (1, 1)))
+
+
 DOWN_CONV_IMPLS: dict[str, Callable[[Array, Array], Array]] = {
     "strided": down_conv_strided,
     "phase": down_conv_phase,
+    "onednn": down_conv_onednn,
 }
 
 
@@ -174,7 +258,8 @@ def down_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
     x: ``[N, H, W, C]`` with H, W even.
     kernel: ``[4, 4, C, F]`` in `flax.linen.Conv` layout (HWIO; a PyTorch weight ``w`` of shape
       ``[F, C, 4, 4]`` maps to ``kernel = w.transpose(2, 3, 1, 0)``).
-    impl: ``"auto"``, ``"phase"`` or ``"strided"``; all give the same result.
+    impl: ``"auto"``, ``"phase"``, ``"strided"`` or ``"onednn"`` (CPU only); all give the same
+      result.
 
   Returns:
     ``[N, H/2, W/2, F]``.
@@ -182,7 +267,8 @@ def down_conv(x: Array, kernel: Array, impl: str = "auto") -> Array:
   if kernel.shape[:2] != (4, 4):
     raise ValueError(f"down_conv expects a [4, 4, C, F] kernel, got shape {kernel.shape}")
   if impl == "auto":
-    return lax.platform_dependent(x, kernel, cpu=down_conv_phase, default=down_conv_strided)
+    return lax.platform_dependent(x, kernel, cpu=_cpu_form(x, kernel, down_conv_onednn, down_conv_phase),
+                                  default=down_conv_strided)
   if impl not in DOWN_CONV_IMPLS:
     raise ValueError(f"unknown down_conv impl {impl!r}; expected 'auto' or one of "
                      f"{sorted(DOWN_CONV_IMPLS)}")
@@ -226,8 +312,8 @@ class _Conv4x4Stride2(nn.Module):
 class UpConv(_Conv4x4Stride2):
   """Transposed convolution, kernel 4, stride 2, padding 1: ``[N,H,W,C] -> [N,2H,2W,F]``.
 
-  ``impl``: ``"auto"`` (phase decomposition on CPU, dilated convolution elsewhere), ``"phase"``
-  or ``"transpose"``.
+  ``impl``: ``"auto"`` (oneDNN or else the phase decomposition on CPU, the dilated convolution
+  elsewhere), ``"onednn"``, ``"phase"`` or ``"transpose"``.
   """
 
   def convolve(self, x: Array, kernel: Array) -> Array:
@@ -239,8 +325,8 @@ class DownConv(_Conv4x4Stride2):
 
   Parameters are `flax.linen.Conv`'s (``kernel`` ``[4, 4, C, F]``, ``bias`` ``[F]``), so a
   ``nn.Conv(F, (4, 4), strides=2, padding=1)`` checkpoint loads unchanged. ``impl``:
-  ``"auto"`` (phase decomposition on CPU, strided convolution elsewhere), ``"phase"`` or
-  ``"strided"``.
+  ``"auto"`` (oneDNN or else the phase decomposition on CPU, the strided convolution
+  elsewhere), ``"onednn"``, ``"phase"`` or ``"strided"``.
   """
 
   def convolve(self, x: Array, kernel: Array) -> Array:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.models import conditioning, layers
-from ganjax.models.conv import DownConv, UpConv
+from ganjax.models.conv import DownConv, UpConv, conv_general_dilated
 
 Array = jax.Array
 dcgan_init = nn.initializers.normal(0.02)
@@ -62,7 +62,7 @@ class Generator(nn.Module):
                  name=f"up{i}")(x)
       x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name=f"bn{i}")(x))
     x = nn.Conv(self.channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
-                name="to_rgb")(x)
+                conv_general_dilated=conv_general_dilated, name="to_rgb")(x)
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -92,7 +92,8 @@ class Discriminator(nn.Module):
     act = lambda h: nn.leaky_relu(h, self.negative_slope)
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
     conv = lambda features, name: nn.Conv(features, (3, 3), padding=1, kernel_init=dcgan_init,
-                                          dtype=self.dtype, name=name)
+                                          dtype=self.dtype, name=name,
+                                          conv_general_dilated=conv_general_dilated)
     h = x.astype(self.dtype)
     if self.condition == "input" and self.num_classes:
       h = conditioning.label_planes(h, labels, self.num_classes)

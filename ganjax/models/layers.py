@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ganjax.errors import ConfigError
+from ganjax.models.conv import conv_general_dilated
 from ganjax.models.spectral import maybe_spectral
 
 Array = Any
@@ -92,7 +93,8 @@ def conv(features: int, kernel: int, *, name: str, spectral_norm: bool = False,
   pad = kernel // 2
   return maybe_spectral(functools.partial(
       nn.Conv, features, (kernel, kernel), strides=(strides, strides), padding=pad,
-      use_bias=use_bias, kernel_init=initializer(init), dtype=dtype), spectral_norm, name)
+      use_bias=use_bias, kernel_init=initializer(init), dtype=dtype,
+      conv_general_dilated=conv_general_dilated), spectral_norm, name)
 
 
 def dense(features: int, *, name: str, spectral_norm: bool = False, init: str = "ortho",

@@ -1,0 +1,386 @@
+// 2-D convolutions on the CPU through oneDNN, exposed to JAX as XLA FFI handlers.
+//
+// Three handlers, one per pass of a convolution y = conv(x, w) with strides s and explicit
+// padding (top, bottom, left, right); activations NHWC, kernels HWIO (JAX's layout):
+//
+//   onednn_conv_forward          (x, w)  -> y
+//   onednn_conv_backward_data    (dy, w) -> dx   (also: the transposed convolution)
+//   onednn_conv_backward_weights (x, dy) -> dw
+//
+// Leading dimensions beyond the four of NHWC / HWIO are a batch of independent convolutions
+// (jax.vmap with vmap_method="broadcast_all"): every operand and the result carry the same
+// leading dimensions. Primitive descriptors are built once per geometry and cached; kernels
+// are reordered to oneDNN's preferred blocked layout on every call (they are small).
+//
+// Threads: each call splits its minibatch into one chunk per thread of XLA's intra-op pool
+// and runs each chunk with single-threaded oneDNN on a pool thread (kernel gradients of the
+// chunks are summed). oneDNN's own OpenMP team would compete with XLA's threads for the same
+// cores.
+#include <Python.h>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using Tag = dnnl::memory::format_tag;
+using Type = dnnl::memory::data_type;
+
+namespace {
+
+enum Pass : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+dnnl::engine& Engine() {
+  static dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *engine;
+}
+
+// Primitives get their scratch memory from the caller: oneDNN's own ("library") scratchpad is
+// shared by all primitives and not safe to use from two threads at once.
+dnnl::primitive_attr Attributes() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// One convolution geometry: oneDNN's logical dims (NCHW / OIHW) and the window.
+struct Geometry {
+  memory::dims src, wei, dst, strides, dilation, pad_l, pad_r;
+
+  memory::desc Src(Tag tag = Tag::nhwc) const { return {src, Type::f32, tag}; }
+  memory::desc Wei(Tag tag = Tag::hwio) const { return {wei, Type::f32, tag}; }
+  memory::desc Dst(Tag tag = Tag::nhwc) const { return {dst, Type::f32, tag}; }
+
+  dnnl::convolution_forward::primitive_desc Forward() const {
+    return {Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+            Src(), Wei(Tag::any), Dst(), strides, dilation, pad_l, pad_r, Attributes()};
+  }
+};
+
+
+// The cached primitive of one (pass, geometry), with the kernel layout it wants.
+struct Plan {
+  dnnl::primitive conv;
+  memory::desc scratchpad;
+  memory::desc kernel;  // oneDNN's layout of the weights / weight gradient
+  bool reorder = false;  // kernel differs from plain HWIO
+};
+
+using Key = std::vector<int64_t>;
+
+std::shared_ptr<const Plan> MakePlan(Pass pass, const Geometry& g) {
+  auto plan = std::make_shared<Plan>();
+  auto forward = g.Forward();
+  switch (pass) {
+    case kForward:
+      plan->conv = dnnl::convolution_forward(forward);
+      plan->kernel = forward.weights_desc();
+      plan->scratchpad = forward.scratchpad_desc();
+      break;
+    case kBackwardData: {
+      dnnl::convolution_backward_data::primitive_desc pd(
+          Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.Wei(Tag::any), g.Dst(),
+          g.strides, g.dilation, g.pad_l, g.pad_r, forward, Attributes());
+      plan->conv = dnnl::convolution_backward_data(pd);
+      plan->kernel = pd.weights_desc();
+      plan->scratchpad = pd.scratchpad_desc();
+      break;
+    }
+    case kBackwardWeights: {
+      dnnl::convolution_backward_weights::primitive_desc pd(
+          Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.Wei(Tag::any), g.Dst(),
+          g.strides, g.dilation, g.pad_l, g.pad_r, forward, Attributes());
+      plan->conv = dnnl::convolution_backward_weights(pd);
+      plan->kernel = pd.diff_weights_desc();
+      plan->scratchpad = pd.scratchpad_desc();
+      break;
+    }
+  }
+  plan->reorder = plan->kernel != g.Wei();
+  return plan;
+}
+
+std::shared_ptr<const Plan> GetPlan(Pass pass, const Geometry& g) {
+  static std::mutex* mu = new std::mutex;
+  static auto* cache = new std::map<Key, std::shared_ptr<const Plan>>;
+  Key key{pass};
+  for (const auto* dims : {&g.src, &g.wei, &g.dst, &g.strides, &g.pad_l, &g.pad_r}) {
+    key.insert(key.end(), dims->begin(), dims->end());
+  }
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    auto it = cache->find(key);
+    if (it != cache->end()) return it->second;
+  }
+  auto plan = MakePlan(pass, g);  // outside the lock: creation can take milliseconds
+  std::lock_guard<std::mutex> lock(*mu);
+  return cache->emplace(key, plan).first->second;
+}
+
+// Splits a buffer's dimensions into (batch of leading dims, the trailing four).
+std::pair<int64_t, std::array<int64_t, 4>> Split(ffi::Span<const int64_t> dims) {
+  int64_t batch = 1;
+  std::array<int64_t, 4> tail{};
+  const size_t lead = dims.size() - 4;
+  for (size_t i = 0; i < lead; ++i) batch *= dims[i];
+  for (size_t i = 0; i < 4; ++i) tail[i] = dims[lead + i];
+  return {batch, tail};
+}
+
+struct Window {
+  int64_t sh, sw, pt, pb, pl, pr;
+};
+
+// Runs items [0, total) of `fn` on the calling thread and on XLA's intra-op thread pool. Each
+// thread takes the next unclaimed item until none is left; the caller then waits only for
+// items already running, never for a helper still queued, so XLA threads that all wait here
+// cannot deadlock. Each item runs oneDNN single-threaded (one OpenMP thread): the threads that
+// do the work are XLA's own, so nothing oversubscribes the cores.
+class Job {
+ public:
+  Job(int64_t total, std::function<void(int64_t)> fn) : total_(total), fn_(std::move(fn)) {}
+
+  void Work() {
+    for (int64_t i = next_++; i < total_; i = next_++) {
+      try {
+        SingleThreaded([&] { fn_(i); });
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (error_.empty()) error_ = e.what();
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (++done_ == total_) cv_.notify_all();
+    }
+  }
+
+  std::string Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_ == total_; });
+    return error_;
+  }
+
+ private:
+  template <typename F>
+  static void SingleThreaded(F f) {
+    const int previous = omp_get_max_threads();
+    omp_set_num_threads(1);
+    try {
+      f();
+    } catch (...) {
+      omp_set_num_threads(previous);
+      throw;
+    }
+    omp_set_num_threads(previous);
+  }
+
+  const int64_t total_;
+  const std::function<void(int64_t)> fn_;
+  std::atomic<int64_t> next_{0};
+  int64_t done_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string error_;
+};
+
+std::string RunParallel(ffi::ThreadPool& pool, int64_t threads, int64_t total,
+                        std::function<void(int64_t)> fn) {
+  auto job = std::make_shared<Job>(total, std::move(fn));
+  for (int64_t t = 1; t < std::min(threads, total); ++t) pool.Schedule([job] { job->Work(); });
+  job->Work();
+  return job->Wait();
+}
+
+// Memory for `desc` in a buffer this thread keeps and reuses (slot 0: scratchpads, 1: the
+// kernel in oneDNN's layout, 2: reorder scratchpads), so no call pays for fresh pages.
+memory ThreadBuffer(const memory::desc& desc, int slot) {
+  thread_local std::array<std::vector<char>, 3> buffers;
+  std::vector<char>& buffer = buffers[slot];
+  if (buffer.size() < desc.get_size()) buffer.resize(desc.get_size());
+  return memory(desc, Engine(), buffer.data());
+}
+
+// Copies `from` into `to` (a layout change), with its own scratch memory.
+void Reorder(dnnl::stream& stream, memory& from, memory& to) {
+  dnnl::reorder::primitive_desc pd(from, to, Attributes());
+  memory scratch = ThreadBuffer(pd.scratchpad_desc(), 2);
+  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
+                                     {DNNL_ARG_SCRATCHPAD, scratch}});
+}
+
+// Image ranges [begin, end) splitting a minibatch of n into at most `parts` near-equal chunks.
+std::vector<std::pair<int64_t, int64_t>> Chunks(int64_t n, int64_t parts) {
+  parts = std::max<int64_t>(1, std::min(parts, n));
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  for (int64_t j = 0, begin = 0; j < parts; ++j) {
+    const int64_t end = begin + n / parts + (j < n % parts ? 1 : 0);
+    chunks.emplace_back(begin, end);
+    begin = end;
+  }
+  return chunks;
+}
+
+ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
+               ffi::Result<ffi::AnyBuffer> out, const Window& win) {
+  for (auto dt : {a.element_type(), b.element_type(), out->element_type()}) {
+    if (dt != ffi::DataType::F32) {
+      return ffi::Error::InvalidArgument("onednn_conv: only float32 is supported");
+    }
+  }
+  if (a.dimensions().size() < 4 || a.dimensions().size() != b.dimensions().size() ||
+      a.dimensions().size() != out->dimensions().size()) {
+    return ffi::Error::InvalidArgument("onednn_conv: operands need rank >= 4 and equal ranks");
+  }
+  // Which buffer holds x (NHWC), w (HWIO) and y (NHWC) in this pass.
+  ffi::Span<const int64_t> xd = a.dimensions(), wd = b.dimensions(), yd = out->dimensions();
+  if (pass == kBackwardData) std::swap(xd, yd);  // (dy, w) -> dx
+  if (pass == kBackwardWeights) std::swap(wd, yd);  // (x, dy) -> dw
+  auto [batch, x] = Split(xd);
+  auto [batch_w, w] = Split(wd);
+  auto [batch_y, y] = Split(yd);
+  if (batch != batch_w || batch != batch_y) {
+    return ffi::Error::InvalidArgument("onednn_conv: operands have different leading dims");
+  }
+  const int64_t x_image = x[1] * x[2] * x[3], y_image = y[1] * y[2] * y[3],
+                w_size = w[0] * w[1] * w[2] * w[3];
+  float* pa = static_cast<float*>(a.untyped_data());
+  float* pb = static_cast<float*>(b.untyped_data());
+  float* po = static_cast<float*>(out->untyped_data());
+  float* px = pass == kForward || pass == kBackwardWeights ? pa : po;
+  float* py = pass == kForward ? po : pass == kBackwardWeights ? pb : pa;
+  float* pw = pass == kBackwardWeights ? po : pb;
+
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const auto chunks = Chunks(x[0], threads);
+  const int64_t parts = static_cast<int64_t>(chunks.size());
+  // Kernel gradients of chunks 1.. go to scratch buffers, summed into the result at the end.
+  std::vector<std::vector<float>> partial(
+      pass == kBackwardWeights ? batch * (parts - 1) : 0, std::vector<float>(w_size));
+
+  auto item = [&](int64_t index) {
+    const int64_t i = index / parts, j = index % parts;
+    const auto [begin, end] = chunks[j];
+    Geometry g;
+    g.src = {end - begin, x[3], x[1], x[2]};
+    g.wei = {w[3], w[2], w[0], w[1]};
+    g.dst = {end - begin, y[3], y[1], y[2]};
+    g.strides = {win.sh, win.sw};
+    g.dilation = {0, 0};
+    g.pad_l = {win.pt, win.pl};
+    g.pad_r = {win.pb, win.pr};
+    auto plan = GetPlan(pass, g);
+    dnnl::engine& engine = Engine();
+    dnnl::stream stream(engine);
+    memory src(g.Src(), engine, px + (i * x[0] + begin) * x_image);
+    memory dst(g.Dst(), engine, py + (i * y[0] + begin) * y_image);
+    float* kernel = pass == kBackwardWeights && j > 0 ? partial[i * (parts - 1) + j - 1].data()
+                                                      : pw + i * w_size;
+    memory wei(g.Wei(), engine, kernel);
+    memory blocked = plan->reorder ? ThreadBuffer(plan->kernel, 1) : wei;
+    memory scratch = ThreadBuffer(plan->scratchpad, 0);
+    if (plan->reorder && pass != kBackwardWeights) Reorder(stream, wei, blocked);
+    switch (pass) {
+      case kForward:
+        plan->conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, blocked},
+                                    {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        break;
+      case kBackwardData:
+        plan->conv.execute(stream, {{DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_WEIGHTS, blocked},
+                                    {DNNL_ARG_DIFF_SRC, src}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        break;
+      case kBackwardWeights:
+        plan->conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dst},
+                                    {DNNL_ARG_DIFF_WEIGHTS, blocked}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        if (plan->reorder) Reorder(stream, blocked, wei);
+        break;
+    }
+    stream.wait();
+  };
+  // Sums the chunks' kernel gradients: item index = (batch element, slice of the kernel).
+  auto reduce = [&](int64_t index) {
+    const int64_t i = index / parts, j = index % parts;
+    const int64_t begin = w_size * j / parts, end = w_size * (j + 1) / parts;
+    float* sum = pw + i * w_size;
+    for (int64_t p = 1; p < parts; ++p) {
+      const float* part = partial[i * (parts - 1) + p - 1].data();
+      for (int64_t k = begin; k < end; ++k) sum[k] += part[k];
+    }
+  };
+  try {
+    std::string error = RunParallel(pool, threads, batch * parts, item);
+    if (error.empty() && pass == kBackwardWeights && parts > 1) {
+      error = RunParallel(pool, threads, batch * parts, reduce);
+    }
+    if (!error.empty()) return ffi::Error::Internal("onednn_conv: " + error);
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+template <Pass P>
+ffi::Error Handler(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
+                   ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw, int64_t pt,
+                   int64_t pb, int64_t pl, int64_t pr) {
+  return Run(P, pool, a, b, out, Window{sh, sw, pt, pb, pl, pr});
+}
+
+auto Binding() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .Arg<ffi::AnyBuffer>()
+      .Arg<ffi::AnyBuffer>()
+      .Ret<ffi::AnyBuffer>()
+      .Attr<int64_t>("stride_h")
+      .Attr<int64_t>("stride_w")
+      .Attr<int64_t>("pad_top")
+      .Attr<int64_t>("pad_bottom")
+      .Attr<int64_t>("pad_left")
+      .Attr<int64_t>("pad_right");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvForward, Handler<kForward>, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBackwardData, Handler<kBackwardData>, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBackwardWeights, Handler<kBackwardWeights>, Binding());
+
+// The Python module: one PyCapsule per handler, for jax.ffi.register_ffi_target.
+static PyObject* Capsule(XLA_FFI_Handler* handler) {
+  return PyCapsule_New(reinterpret_cast<void*>(handler), nullptr, nullptr);
+}
+
+static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_onednn_conv",
+                                 "oneDNN convolutions as XLA FFI handlers.", -1, nullptr};
+
+PyMODINIT_FUNC PyInit__onednn_conv(void) {
+  PyObject* m = PyModule_Create(&module_def);
+  if (m == nullptr) return nullptr;
+  const std::pair<const char*, XLA_FFI_Handler*> handlers[] = {
+      {"forward", OnednnConvForward},
+      {"backward_data", OnednnConvBackwardData},
+      {"backward_weights", OnednnConvBackwardWeights}};
+  for (const auto& [name, handler] : handlers) {
+    if (PyModule_AddObject(m, name, Capsule(handler)) < 0) {
+      Py_DECREF(m);
+      return nullptr;
+    }
+  }
+  PyModule_AddIntConstant(m, "onednn_version_major", dnnl_version()->major);
+  PyModule_AddIntConstant(m, "onednn_version_minor", dnnl_version()->minor);
+  return m;
+}

@@ -1,0 +1,157 @@
+"""ganjax.models.onednn: oneDNN's convolution passes equal XLA's, to every derivative order."""
+
+import platform
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from ganjax.models import conv, onednn
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+DN = ("NHWC", "HWIO", "NHWC")
+# (x shape, kernel shape, strides, padding): odd sizes, asymmetric padding, batch of 3 (the
+# chunks of the batch over XLA's threads are unequal).
+GEOMETRIES = [
+    ((3, 5, 6, 4), (3, 3, 4, 7), (1, 1), ((1, 1), (1, 1))),
+    ((3, 8, 6, 5), (4, 4, 5, 6), (2, 2), ((1, 1), (1, 1))),
+    ((3, 7, 5, 2), (2, 3, 2, 3), (1, 2), ((0, 2), (1, 0))),
+    ((1, 4, 4, 3), (1, 1, 3, 5), (1, 1), ((0, 0), (0, 0))),
+]
+
+
+def _lax_conv(x, w, strides, padding):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+
+
+def _inputs(x_shape, w_shape, seed=0):
+  kx, kw = jax.random.split(jax.random.PRNGKey(seed))
+  return jax.random.normal(kx, x_shape), jax.random.normal(kw, w_shape) * 0.3
+
+
+def test_extension_is_built_on_linux_x86_64():
+  if sys.platform != "linux" or platform.machine() != "x86_64":
+    pytest.skip("the oneDNN extension is built on Linux x86-64 only")
+  assert onednn.available(), onednn.status()
+  assert onednn.status().startswith("oneDNN 3.")
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}x{g[1]}s{g[2]}")
+def test_forward_and_both_gradients_match_xla(geometry):
+  x_shape, w_shape, strides, padding = geometry
+  x, w = _inputs(x_shape, w_shape)
+  got_fn = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding))
+  want, vjp_want = jax.vjp(lambda a, b: _lax_conv(a, b, strides, padding), x, w)
+  got, vjp_got = jax.vjp(got_fn, x, w)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  cot = jax.random.normal(jax.random.PRNGKey(1), want.shape)
+  for name, g, r in zip(("d/dx", "d/dkernel"), vjp_got(cot), vjp_want(cot)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=lambda g: f"s{g[2]}")
+def test_gradient_penalty_double_backward_matches_xla(geometry):
+  """d/dw and d/dx of ||d/dx sum(tanh(conv(x, w)))||^2: every pass differentiated again."""
+  x_shape, w_shape, strides, padding = geometry
+  x, w = _inputs(x_shape, w_shape, seed=2)
+
+  def penalty(fn):
+    def p(a, b):
+      gx = jax.grad(lambda u: jnp.sum(jnp.tanh(fn(u, b, strides, padding))))(a)
+      return jnp.sum(gx**2)
+    return jax.jit(jax.grad(p, argnums=(0, 1)))
+
+  for name, g, r in zip(("d/dx", "d/dkernel"), penalty(onednn.conv)(x, w),
+                        penalty(_lax_conv)(x, w)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_third_order_derivative_of_the_kernel_gradient_matches_xla():
+  x_shape, w_shape, strides, padding = GEOMETRIES[1]
+  x, w = _inputs(x_shape, w_shape, seed=3)
+
+  def f(fn):
+    def kernel_grad_norm(a):
+      gw = jax.grad(lambda b: jnp.sum(fn(a, b, strides, padding) ** 2))(w)
+      return jnp.sum(jnp.sin(gw))
+    return jax.jit(jax.grad(kernel_grad_norm))
+
+  np.testing.assert_allclose(f(onednn.conv)(x), f(_lax_conv)(x), rtol=1e-4, atol=1e-4)
+
+
+def test_vmap_over_a_population_with_its_own_weights():
+  x_shape, w_shape, strides, padding = GEOMETRIES[1]
+  xs = jnp.stack([_inputs(x_shape, w_shape, seed=s)[0] for s in range(3)])
+  ws = jnp.stack([_inputs(x_shape, w_shape, seed=s)[1] for s in range(3)])
+
+  def loss(fn):
+    return lambda a, b: jnp.sum(jnp.sin(fn(a, b, strides, padding)))
+
+  got = jax.jit(jax.vmap(jax.value_and_grad(loss(onednn.conv), (0, 1))))(xs, ws)
+  want = jax.vmap(jax.value_and_grad(loss(_lax_conv), (0, 1)))(xs, ws)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_is_the_input_gradient():
+  x_shape, w_shape, strides, padding = GEOMETRIES[1]
+  x, w = _inputs(x_shape, w_shape, seed=4)
+  y = _lax_conv(x, w, strides, padding)
+  want = jax.vjp(lambda a: _lax_conv(a, w, strides, padding), x)[1](y)[0]
+  got = onednn.conv_transpose(y, w, x_shape, strides, padding)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="does not map to an input of shape"):
+    onednn.conv_transpose(y, w, (3, 9, 9, 5), (1, 1), padding)
+
+
+def _lowered(fn, *args) -> str:
+  return jax.jit(fn).lower(*args).as_text()
+
+
+def test_conv_general_dilated_routes_only_what_onednn_computes():
+  x, w = _inputs((2, 6, 6, 4), (3, 3, 4, 4))
+  # name: (keyword arguments of conv_general_dilated, whether oneDNN computes it)
+  cases = {
+      "same": (dict(padding="SAME"), True),
+      "strided, explicit padding": (dict(window_strides=(2, 1), padding=((1, 0), (2, 1))), True),
+      "negative padding": (dict(padding=((-1, 0), (0, 0))), False),
+      "dilated kernel": (dict(padding="SAME", rhs_dilation=(2, 2)), False),
+      "dilated input": (dict(padding=((1, 1), (1, 1)), lhs_dilation=(2, 2)), False),
+      "grouped": (dict(padding="SAME", feature_group_count=2), False),
+  }
+  for name, (kwargs, uses_onednn) in cases.items():
+    kwargs = {"window_strides": (1, 1), "dimension_numbers": DN, **kwargs}
+    kernel = w[:, :, :2] if name == "grouped" else w
+    fn = lambda a, b, kwargs=kwargs: conv.conv_general_dilated(a, b, **kwargs)
+    assert ("ganjax_onednn_conv_forward" in _lowered(fn, x, kernel)) == uses_onednn, name
+    np.testing.assert_allclose(jax.jit(fn)(x, kernel), lax.conv_general_dilated(x, kernel, **kwargs),
+                               rtol=1e-5, atol=1e-5, err_msg=name)
+  same = lambda a, b: conv.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=DN)
+  assert "ganjax_onednn" not in _lowered(same, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+  nchw = lambda a, b: conv.conv_general_dilated(a, b, (1, 1), "SAME",
+                                                dimension_numbers=("NCHW", "OIHW", "NCHW"))
+  assert "ganjax_onednn" not in _lowered(nchw, jnp.moveaxis(x, -1, 1), jnp.transpose(w, (3, 2, 0, 1)))
+
+
+def test_flax_conv_with_the_drop_in_matches_flax_conv():
+  x, _ = _inputs((2, 6, 6, 3), (3, 3, 3, 5))
+  reference = nn.Conv(5, (3, 3), strides=2, padding=1)
+  variables = reference.init(jax.random.PRNGKey(0), x)
+  layer = nn.Conv(5, (3, 3), strides=2, padding=1, conv_general_dilated=conv.conv_general_dilated)
+  assert "ganjax_onednn" in _lowered(layer.apply, variables, x)
+  np.testing.assert_allclose(jax.jit(layer.apply)(variables, x), reference.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_other_platforms_lower_to_xla_convolution():
+  """The oneDNN call is the CPU branch only: lowering for GPU keeps XLA's convolution."""
+  x, w = _inputs((2, 6, 6, 4), (3, 3, 4, 4))
+  fn = lambda a, b: conv.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=DN)
+  lowered = jax.jit(fn).trace(x, w).lower(lowering_platforms=("cuda",)).as_text()
+  assert "ganjax_onednn" not in lowered
+  assert "stablehlo.convolution" in lowered
