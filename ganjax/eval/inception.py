@@ -38,6 +38,7 @@ import numpy as np
 
 from ganjax import distributed
 from ganjax.errors import ConfigError
+from ganjax.models.conv import conv_general_dilated
 
 PyTree = Any
 INPUT_SIZE = 299
@@ -105,7 +106,7 @@ class BasicConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     ph, pw = self.padding
     x = nn.Conv(self.features, self.kernel, self.strides, padding=((ph, ph), (pw, pw)),
-                use_bias=False, name="conv")(x)
+                use_bias=False, conv_general_dilated=conv_general_dilated, name="conv")(x)
     x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPSILON, name="bn")(x)
     return nn.relu(x)
 
