@@ -27,6 +27,12 @@ Under `jax.vmap` the handlers get a leading batch of independent convolutions
 Only float32 with 2 spatial dimensions is handled; `conv.conv_general_dilated` routes
 everything else, and every non-CPU platform, to `jax.lax.conv_general_dilated`.
 
+Several CPU devices: XLA's partitioner does not know how to split an FFI call, so under a
+batch-sharded ``jax.jit`` over a mesh of CPU devices it gathers the operands and runs each
+oneDNN call whole on every device (the results are the same; the devices do not share the
+convolution work). For data parallelism over several CPU devices or hosts set
+``GANJAX_ONEDNN=0``; GPUs and TPUs are unaffected.
+
 Switching it off: ``GANJAX_ONEDNN=0`` in the environment (read once, when the extension would
 be loaded), or ``with onednn.disabled(): ...`` around the tracing of a function (for example
 to get XLA's cost analysis, which cannot see into the FFI calls).
