@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,31 +84,35 @@ struct Plan {
 
 using Key = std::vector<int64_t>;
 
+// A plan's primitive, kernel layout and scratchpad, from its primitive descriptor.
+template <typename Primitive, typename Descriptor>
+void Fill(Plan& plan, const Descriptor& pd, const memory::desc& kernel) {
+  plan.conv = Primitive(pd);
+  plan.kernel = kernel;
+  plan.scratchpad = pd.scratchpad_desc();
+}
+
 std::shared_ptr<const Plan> MakePlan(Pass pass, const Geometry& g) {
   auto plan = std::make_shared<Plan>();
   auto forward = g.Forward();
+  // The backward passes share the forward's geometry and take it as their hint.
+  auto backward = [&](auto* tag) {
+    using Descriptor = typename std::remove_pointer_t<decltype(tag)>::primitive_desc;
+    return Descriptor(Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.Wei(Tag::any),
+                      g.Dst(), g.strides, g.dilation, g.pad_l, g.pad_r, forward, Attributes());
+  };
   switch (pass) {
     case kForward:
-      plan->conv = dnnl::convolution_forward(forward);
-      plan->kernel = forward.weights_desc();
-      plan->scratchpad = forward.scratchpad_desc();
+      Fill<dnnl::convolution_forward>(*plan, forward, forward.weights_desc());
       break;
     case kBackwardData: {
-      dnnl::convolution_backward_data::primitive_desc pd(
-          Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.Wei(Tag::any), g.Dst(),
-          g.strides, g.dilation, g.pad_l, g.pad_r, forward, Attributes());
-      plan->conv = dnnl::convolution_backward_data(pd);
-      plan->kernel = pd.weights_desc();
-      plan->scratchpad = pd.scratchpad_desc();
+      auto pd = backward(static_cast<dnnl::convolution_backward_data*>(nullptr));
+      Fill<dnnl::convolution_backward_data>(*plan, pd, pd.weights_desc());
       break;
     }
     case kBackwardWeights: {
-      dnnl::convolution_backward_weights::primitive_desc pd(
-          Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.Wei(Tag::any), g.Dst(),
-          g.strides, g.dilation, g.pad_l, g.pad_r, forward, Attributes());
-      plan->conv = dnnl::convolution_backward_weights(pd);
-      plan->kernel = pd.diff_weights_desc();
-      plan->scratchpad = pd.scratchpad_desc();
+      auto pd = backward(static_cast<dnnl::convolution_backward_weights*>(nullptr));
+      Fill<dnnl::convolution_backward_weights>(*plan, pd, pd.diff_weights_desc());
       break;
     }
   }
@@ -158,7 +163,8 @@ class Job {
   void Work() {
     for (int64_t i = next_++; i < total_; i = next_++) {
       try {
-        SingleThreaded([&] { fn_(i); });
+        SingleThreaded one_thread;
+        fn_(i);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mu_);
         if (error_.empty()) error_ = e.what();
@@ -175,18 +181,12 @@ class Job {
   }
 
  private:
-  template <typename F>
-  static void SingleThreaded(F f) {
+  // Sets this thread's OpenMP thread count to 1 for its lifetime, then restores it.
+  struct SingleThreaded {
     const int previous = omp_get_max_threads();
-    omp_set_num_threads(1);
-    try {
-      f();
-    } catch (...) {
-      omp_set_num_threads(previous);
-      throw;
-    }
-    omp_set_num_threads(previous);
-  }
+    SingleThreaded() { omp_set_num_threads(1); }
+    ~SingleThreaded() { omp_set_num_threads(previous); }
+  };
 
   const int64_t total_;
   const std::function<void(int64_t)> fn_;
@@ -268,8 +268,10 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
   const auto chunks = Chunks(x[0], threads);
   const int64_t parts = static_cast<int64_t>(chunks.size());
   // Kernel gradients of chunks 1.. go to scratch buffers, summed into the result at the end.
-  std::vector<std::vector<float>> partial(
-      pass == kBackwardWeights ? batch * (parts - 1) : 0, std::vector<float>(w_size));
+  // (Not zero-filled: oneDNN writes every element.)
+  std::vector<std::unique_ptr<float[]>> partial(pass == kBackwardWeights ? batch * (parts - 1)
+                                                                          : 0);
+  for (auto& p : partial) p.reset(new float[w_size]);
 
   auto item = [&](int64_t index) {
     const int64_t i = index / parts, j = index % parts;
@@ -287,7 +289,7 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     dnnl::stream stream(engine);
     memory src(g.Src(), engine, px + (i * x[0] + begin) * x_image);
     memory dst(g.Dst(), engine, py + (i * y[0] + begin) * y_image);
-    float* kernel = pass == kBackwardWeights && j > 0 ? partial[i * (parts - 1) + j - 1].data()
+    float* kernel = pass == kBackwardWeights && j > 0 ? partial[i * (parts - 1) + j - 1].get()
                                                       : pw + i * w_size;
     memory wei(g.Wei(), engine, kernel);
     memory blocked = plan->reorder ? ThreadBuffer(plan->kernel, 1) : wei;
@@ -316,7 +318,7 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     const int64_t begin = w_size * j / parts, end = w_size * (j + 1) / parts;
     float* sum = pw + i * w_size;
     for (int64_t p = 1; p < parts; ++p) {
-      const float* part = partial[i * (parts - 1) + p - 1].data();
+      const float* part = partial[i * (parts - 1) + p - 1].get();
       for (int64_t k = begin; k < end; ++k) sum[k] += part[k];
     }
   };
