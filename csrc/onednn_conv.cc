@@ -10,12 +10,13 @@
 // Leading dimensions beyond the four of NHWC / HWIO are a batch of independent convolutions
 // (jax.vmap with vmap_method="broadcast_all"): every operand and the result carry the same
 // leading dimensions. Primitive descriptors are built once per geometry and cached; kernels
-// are reordered to oneDNN's preferred blocked layout on every call (they are small).
+// are reordered to (and kernel gradients from) oneDNN's preferred blocked layout on every
+// call, once per call (not once per thread).
 //
 // Threads: each call splits its minibatch into one chunk per thread of XLA's intra-op pool
 // and runs each chunk with single-threaded oneDNN on a pool thread (kernel gradients of the
-// chunks are summed). oneDNN's own OpenMP team would compete with XLA's threads for the same
-// cores.
+// chunks are summed, in the blocked layout, before the one reorder back). oneDNN's own OpenMP
+// team would compete with XLA's threads for the same cores.
 #include <Python.h>
 
 #include <omp.h>
@@ -74,12 +75,20 @@ struct Geometry {
 };
 
 
+// The reorders between the plain HWIO kernel and oneDNN's blocked layout, with their scratch
+// memory.
+struct KernelReorder {
+  dnnl::reorder to_blocked, to_plain;
+  memory::desc scratchpad_to_blocked, scratchpad_to_plain;
+};
+
 // The cached primitive of one (pass, geometry), with the kernel layout it wants.
 struct Plan {
   dnnl::primitive conv;
   memory::desc scratchpad;
   memory::desc kernel;  // oneDNN's layout of the weights / weight gradient
   bool reorder = false;  // kernel differs from plain HWIO
+  KernelReorder reorders;  // when reorder
 };
 
 using Key = std::vector<int64_t>;
@@ -117,6 +126,14 @@ std::shared_ptr<const Plan> MakePlan(Pass pass, const Geometry& g) {
     }
   }
   plan->reorder = plan->kernel != g.Wei();
+  if (plan->reorder) {
+    dnnl::reorder::primitive_desc to_blocked(Engine(), g.Wei(), Engine(), plan->kernel,
+                                             Attributes());
+    dnnl::reorder::primitive_desc to_plain(Engine(), plan->kernel, Engine(), g.Wei(),
+                                           Attributes());
+    plan->reorders = {dnnl::reorder(to_blocked), dnnl::reorder(to_plain),
+                      to_blocked.scratchpad_desc(), to_plain.scratchpad_desc()};
+  }
   return plan;
 }
 
@@ -205,21 +222,38 @@ std::string RunParallel(ffi::ThreadPool& pool, int64_t threads, int64_t total,
   return job->Wait();
 }
 
-// Memory for `desc` in a buffer this thread keeps and reuses (slot 0: scratchpads, 1: the
-// kernel in oneDNN's layout, 2: reorder scratchpads), so no call pays for fresh pages.
+// Memory for `desc` in a buffer this thread keeps and reuses (slot 0: convolution
+// scratchpads, 1: reorder scratchpads), so no call pays for fresh pages.
 memory ThreadBuffer(const memory::desc& desc, int slot) {
-  thread_local std::array<std::vector<char>, 3> buffers;
+  thread_local std::array<std::vector<char>, 2> buffers;
   std::vector<char>& buffer = buffers[slot];
   if (buffer.size() < desc.get_size()) buffer.resize(desc.get_size());
   return memory(desc, Engine(), buffer.data());
 }
 
-// Copies `from` into `to` (a layout change), with its own scratch memory.
-void Reorder(dnnl::stream& stream, memory& from, memory& to) {
-  dnnl::reorder::primitive_desc pd(from, to, Attributes());
-  memory scratch = ThreadBuffer(pd.scratchpad_desc(), 2);
-  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
-                                     {DNNL_ARG_SCRATCHPAD, scratch}});
+// Buffers of one call, kept by the thread that makes the call (XLA's) and reused by its next
+// call: the blocked kernels of the call (one per leading batch element), or for kernel
+// gradients one blocked / partial gradient per chunk and batch element. The pool threads
+// working on the call only use them until the call returns.
+std::vector<char>& CallBuffer(size_t index, size_t bytes) {
+  thread_local std::vector<std::vector<char>> buffers;
+  if (buffers.size() <= index) buffers.resize(index + 1);
+  if (buffers[index].size() < bytes) buffers[index].resize(bytes);
+  return buffers[index];
+}
+
+// Reorders a whole kernel from `from` to `to`, plain to blocked or back.
+void ReorderKernel(const Plan& plan, const memory::desc& plain, bool to_blocked, void* from,
+                   void* to) {
+  const KernelReorder& r = plan.reorders;
+  dnnl::engine& engine = Engine();
+  dnnl::stream stream(engine);
+  memory src(to_blocked ? plain : plan.kernel, engine, from);
+  memory dst(to_blocked ? plan.kernel : plain, engine, to);
+  memory scratch = ThreadBuffer(to_blocked ? r.scratchpad_to_blocked : r.scratchpad_to_plain, 1);
+  (to_blocked ? r.to_blocked : r.to_plain)
+      .execute(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+  stream.wait();
 }
 
 // Image ranges [begin, end) splitting a minibatch of n into at most `parts` near-equal chunks.
@@ -265,67 +299,111 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
   float* pw = pass == kBackwardWeights ? po : pb;
 
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  const auto chunks = Chunks(x[0], threads);
-  const int64_t parts = static_cast<int64_t>(chunks.size());
-  // Kernel gradients of chunks 1.. go to scratch buffers, summed into the result at the end.
-  // (Not zero-filled: oneDNN writes every element.)
-  std::vector<std::unique_ptr<float[]>> partial(pass == kBackwardWeights ? batch * (parts - 1)
-                                                                          : 0);
-  for (auto& p : partial) p.reset(new float[w_size]);
-
-  auto item = [&](int64_t index) {
-    const int64_t i = index / parts, j = index % parts;
-    const auto [begin, end] = chunks[j];
+  auto chunks = Chunks(x[0], threads);
+  auto geometry = [&](int64_t images) {
     Geometry g;
-    g.src = {end - begin, x[3], x[1], x[2]};
+    g.src = {images, x[3], x[1], x[2]};
     g.wei = {w[3], w[2], w[0], w[1]};
-    g.dst = {end - begin, y[3], y[1], y[2]};
+    g.dst = {images, y[3], y[1], y[2]};
     g.strides = {win.sh, win.sw};
     g.dilation = {0, 0};
     g.pad_l = {win.pt, win.pl};
     g.pad_r = {win.pb, win.pr};
-    auto plan = GetPlan(pass, g);
+    return g;
+  };
+  std::vector<std::shared_ptr<const Plan>> plans;
+  try {
+    for (const auto& [begin, end] : chunks) plans.push_back(GetPlan(pass, geometry(end - begin)));
+    // The chunks share one blocked kernel, so their primitives must agree on its layout
+    // (chunk sizes differ by one image at most; if the layouts differ, one chunk).
+    for (const auto& plan : plans) {
+      if (plan->kernel != plans[0]->kernel) {
+        chunks = Chunks(x[0], 1);
+        plans = {GetPlan(pass, geometry(x[0]))};
+        break;
+      }
+    }
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
+  }
+  const int64_t parts = static_cast<int64_t>(chunks.size());
+  const Plan& first = *plans[0];
+  const bool reorder = first.reorder;
+  const memory::desc plain = geometry(chunks[0].second - chunks[0].first).Wei();
+  const size_t kernel_bytes = reorder ? first.kernel.get_size() : w_size * sizeof(float);
+  // The kernel memory each (batch element i, chunk j) convolution reads or writes: for the
+  // forward passes one blocked kernel per i; for kernel gradients one buffer per (i, j), except
+  // that in plain layout chunk 0 writes the result directly.
+  auto kernel_of = [&](int64_t i, int64_t j) -> char* {
+    if (pass != kBackwardWeights) {
+      return reorder ? CallBuffer(i, kernel_bytes).data()
+                     : reinterpret_cast<char*>(pw + i * w_size);
+    }
+    if (!reorder && j == 0) return reinterpret_cast<char*>(pw + i * w_size);
+    return CallBuffer(i * parts + j, kernel_bytes).data();
+  };
+  std::vector<std::vector<char*>> kernels(batch, std::vector<char*>(parts));
+  for (int64_t i = 0; i < batch; ++i) {
+    for (int64_t j = 0; j < parts; ++j) kernels[i][j] = kernel_of(i, j);
+  }
+
+  // One reorder per batch element and call, shared by the chunks.
+  auto to_blocked = [&](int64_t i) {
+    ReorderKernel(first, plain, true, pw + i * w_size, kernels[i][0]);
+  };
+  auto convolve = [&](int64_t index) {
+    const int64_t i = index / parts, j = index % parts;
+    const auto [begin, end] = chunks[j];
+    const Plan& plan = *plans[j];
+    const Geometry g = geometry(end - begin);
     dnnl::engine& engine = Engine();
     dnnl::stream stream(engine);
     memory src(g.Src(), engine, px + (i * x[0] + begin) * x_image);
     memory dst(g.Dst(), engine, py + (i * y[0] + begin) * y_image);
-    float* kernel = pass == kBackwardWeights && j > 0 ? partial[i * (parts - 1) + j - 1].get()
-                                                      : pw + i * w_size;
-    memory wei(g.Wei(), engine, kernel);
-    memory blocked = plan->reorder ? ThreadBuffer(plan->kernel, 1) : wei;
-    memory scratch = ThreadBuffer(plan->scratchpad, 0);
-    if (plan->reorder && pass != kBackwardWeights) Reorder(stream, wei, blocked);
+    memory wei(plan.kernel, engine, kernels[i][j]);
+    memory scratch = ThreadBuffer(plan.scratchpad, 0);
     switch (pass) {
       case kForward:
-        plan->conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, blocked},
-                                    {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        plan.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei},
+                                   {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
         break;
       case kBackwardData:
-        plan->conv.execute(stream, {{DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_WEIGHTS, blocked},
-                                    {DNNL_ARG_DIFF_SRC, src}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        plan.conv.execute(stream, {{DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_WEIGHTS, wei},
+                                   {DNNL_ARG_DIFF_SRC, src}, {DNNL_ARG_SCRATCHPAD, scratch}});
         break;
       case kBackwardWeights:
-        plan->conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dst},
-                                    {DNNL_ARG_DIFF_WEIGHTS, blocked}, {DNNL_ARG_SCRATCHPAD, scratch}});
-        if (plan->reorder) Reorder(stream, blocked, wei);
+        plan.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dst},
+                                   {DNNL_ARG_DIFF_WEIGHTS, wei}, {DNNL_ARG_SCRATCHPAD, scratch}});
         break;
     }
     stream.wait();
   };
-  // Sums the chunks' kernel gradients: item index = (batch element, slice of the kernel).
+  // Sums the chunks' kernel gradients into chunk 0's buffer (the same layout, padding
+  // included): item index = (batch element, slice of the buffer).
+  const int64_t floats = static_cast<int64_t>(kernel_bytes / sizeof(float));
   auto reduce = [&](int64_t index) {
     const int64_t i = index / parts, j = index % parts;
-    const int64_t begin = w_size * j / parts, end = w_size * (j + 1) / parts;
-    float* sum = pw + i * w_size;
+    const int64_t begin = floats * j / parts, end = floats * (j + 1) / parts;
+    float* sum = reinterpret_cast<float*>(kernels[i][0]);
     for (int64_t p = 1; p < parts; ++p) {
-      const float* part = partial[i * (parts - 1) + p - 1].get();
+      const float* part = reinterpret_cast<const float*>(kernels[i][p]);
       for (int64_t k = begin; k < end; ++k) sum[k] += part[k];
     }
   };
+  auto to_plain = [&](int64_t i) {
+    ReorderKernel(first, plain, false, kernels[i][0], pw + i * w_size);
+  };
   try {
-    std::string error = RunParallel(pool, threads, batch * parts, item);
+    std::string error;
+    if (reorder && pass != kBackwardWeights) {
+      error = RunParallel(pool, threads, batch, to_blocked);
+    }
+    if (error.empty()) error = RunParallel(pool, threads, batch * parts, convolve);
     if (error.empty() && pass == kBackwardWeights && parts > 1) {
       error = RunParallel(pool, threads, batch * parts, reduce);
+    }
+    if (error.empty() && reorder && pass == kBackwardWeights) {
+      error = RunParallel(pool, threads, batch, to_plain);
     }
     if (!error.empty()) return ffi::Error::Internal("onednn_conv: " + error);
   } catch (const std::exception& e) {

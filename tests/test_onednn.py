@@ -16,12 +16,15 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 DN = ("NHWC", "HWIO", "NHWC")
 # (x shape, kernel shape, strides, padding): odd sizes, asymmetric padding, batch of 3 (the
-# chunks of the batch over XLA's threads are unequal).
+# chunks of the batch over XLA's threads are unequal). The last two have channel counts in
+# whole blocks of oneDNN's layouts (kernels without padding in the blocked layout).
 GEOMETRIES = [
     ((3, 5, 6, 4), (3, 3, 4, 7), (1, 1), ((1, 1), (1, 1))),
     ((3, 8, 6, 5), (4, 4, 5, 6), (2, 2), ((1, 1), (1, 1))),
     ((3, 7, 5, 2), (2, 3, 2, 3), (1, 2), ((0, 2), (1, 0))),
     ((1, 4, 4, 3), (1, 1, 3, 5), (1, 1), ((0, 0), (0, 0))),
+    ((3, 6, 5, 32), (3, 3, 32, 64), (1, 1), ((1, 1), (1, 1))),
+    ((2, 8, 8, 16), (4, 4, 16, 48), (2, 2), ((1, 1), (1, 1))),
 ]
 
 
@@ -84,8 +87,10 @@ def test_third_order_derivative_of_the_kernel_gradient_matches_xla():
   np.testing.assert_allclose(f(onednn.conv)(x), f(_lax_conv)(x), rtol=1e-4, atol=1e-4)
 
 
-def test_vmap_over_a_population_with_its_own_weights():
-  x_shape, w_shape, strides, padding = GEOMETRIES[1]
+@pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[-1]],
+                         ids=lambda g: f"{g[0]}x{g[1]}")
+def test_vmap_over_a_population_with_its_own_weights(geometry):
+  x_shape, w_shape, strides, padding = geometry
   xs = jnp.stack([_inputs(x_shape, w_shape, seed=s)[0] for s in range(3)])
   ws = jnp.stack([_inputs(x_shape, w_shape, seed=s)[1] for s in range(3)])
 
