@@ -25,11 +25,7 @@ import sys
 import tempfile
 import time
 
-from ganjax import host_memory  # before JAX and PyTorch start their threads
-
-MALLOC = host_memory.reuse_freed_memory()
-
-import jax  # noqa: E402  pylint: disable=g-import-not-at-top
+import jax
 import numpy as np
 import torch
 

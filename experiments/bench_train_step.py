@@ -10,8 +10,7 @@ share the machine's cores, so absolute speeds drift; the figure that counts is
 ratio_vs_torch = (PyTorch time per iteration) / (JAX time per iteration) in the same round, and
 its median over rounds. PyTorch uses 2 threads (torch.set_num_threads), JAX its default
 thread pool (one thread per core). XLA flags are read when JAX starts, so each flag set needs its
-own process: pass them with --xla_flags (applied before JAX is imported). glibc's malloc is
-set up as ganjax's tools set it (`ganjax.host_memory`; GANJAX_MALLOC=0 to compare without).
+own process: pass them with --xla_flags (applied before JAX is imported).
 
 The JAX side is ganjax's real step (`ganjax.steps.make_train_step` over
 `ganjax.models.dcgan`), one `jax.jit` with the state donated; PyTorch is
@@ -32,12 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from ganjax import host_memory  # noqa: E402  pylint: disable=g-import-not-at-top
-
-# The process setting of ganjax's own tools (`ganjax.cli`), before JAX or PyTorch start their
-# threads; it applies to both sides of the comparison. GANJAX_MALLOC=0 leaves malloc as it is.
-MALLOC = host_memory.reuse_freed_memory()
 
 
 def parse_args(argv=None):
@@ -230,7 +223,7 @@ def main(argv=None):
       "model": args.model, "batch": args.batch, "variant": args.variant,
       "up_impl": args.up_impl, "scan_critic": args.scan_critic,
       "xla_flags": os.environ.get("XLA_FLAGS", ""), "torch_format": args.torch_format,
-      "torch_flush_denormal": args.torch_flush_denormal, "malloc": MALLOC,
+      "torch_flush_denormal": args.torch_flush_denormal,
       "load_average_1min": round(os.getloadavg()[0], 1),
       "critic_norm": args.critic_norm if args.model == "wgan_gp" else "batch",
       "compile_s": round(compile_s, 1),

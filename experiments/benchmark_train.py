@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> None:
   print(f"{result['model']}, batch {result['batch']}; jax {jax.__version__} on "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), torch {torch.__version__} "
         f"with {args.torch_threads} threads; {os.cpu_count()} cores, load average "
-        f"{result['load_average_1min']}; XLA_FLAGS={result['xla_flags']!r}; "
-        f"glibc malloc reuse: {result['malloc']}")
+        f"{result['load_average_1min']}; XLA_FLAGS={result['xla_flags']!r}")
   print(f"XLA compile: {result['compile_s']} s; GFLOP per iteration (XLA cost analysis): "
         f"{result['gflop_per_iter']}; measured float32 matmul peak: {peak:.0f} GFLOP/s")
   print(table(result, peak))

@@ -1,7 +1,7 @@
 """What every ganjax command-line tool shares: process setup and one-line errors.
 
 Import this module first in a tool's ``__main__`` module (before TensorFlow or JAX are
-imported): it sets environment defaults and glibc's malloc parameters for the tool's own process only.
+imported): it sets environment defaults for the tool's own process only.
 """
 
 from __future__ import annotations
@@ -14,12 +14,6 @@ from typing import Callable, NoReturn
 # TensorFlow only feeds data in ganjax: keep its C++ start-up chatter and oneDNN notice quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-from ganjax import host_memory  # pylint: disable=g-import-not-at-top
-
-# Before JAX starts its threads: XLA's per-run CPU buffers are then recycled, not page-faulted
-# in anew on every training step (see `ganjax.host_memory`).
-host_memory.reuse_freed_memory()
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import logging

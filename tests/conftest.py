@@ -19,12 +19,6 @@ TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
-# As ganjax's own tools do (`ganjax.cli`), before JAX starts its threads: XLA's per-run CPU
-# buffers are recycled instead of page-faulted in anew on every run.
-from ganjax import host_memory  # pylint: disable=g-import-not-at-top
-
-host_memory.reuse_freed_memory()
-
 import pytest  # pylint: disable=g-import-not-at-top
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
