@@ -75,20 +75,15 @@ struct Geometry {
 };
 
 
-// The reorders between the plain HWIO kernel and oneDNN's blocked layout, with their scratch
-// memory.
-struct KernelReorder {
-  dnnl::reorder to_blocked, to_plain;
-  memory::desc scratchpad_to_blocked, scratchpad_to_plain;
-};
-
 // The cached primitive of one (pass, geometry), with the kernel layout it wants.
 struct Plan {
   dnnl::primitive conv;
   memory::desc scratchpad;
   memory::desc kernel;  // oneDNN's layout of the weights / weight gradient
   bool reorder = false;  // kernel differs from plain HWIO
-  KernelReorder reorders;  // when reorder
+  // When reorder: plain -> blocked kernel (forward passes) or blocked -> plain kernel gradient.
+  dnnl::reorder kernel_reorder;
+  memory::desc kernel_reorder_scratchpad;
 };
 
 using Key = std::vector<int64_t>;
@@ -127,12 +122,11 @@ std::shared_ptr<const Plan> MakePlan(Pass pass, const Geometry& g) {
   }
   plan->reorder = plan->kernel != g.Wei();
   if (plan->reorder) {
-    dnnl::reorder::primitive_desc to_blocked(Engine(), g.Wei(), Engine(), plan->kernel,
-                                             Attributes());
-    dnnl::reorder::primitive_desc to_plain(Engine(), plan->kernel, Engine(), g.Wei(),
-                                           Attributes());
-    plan->reorders = {dnnl::reorder(to_blocked), dnnl::reorder(to_plain),
-                      to_blocked.scratchpad_desc(), to_plain.scratchpad_desc()};
+    const bool to_plain = pass == kBackwardWeights;
+    dnnl::reorder::primitive_desc pd(Engine(), to_plain ? plan->kernel : g.Wei(), Engine(),
+                                     to_plain ? g.Wei() : plan->kernel, Attributes());
+    plan->kernel_reorder = dnnl::reorder(pd);
+    plan->kernel_reorder_scratchpad = pd.scratchpad_desc();
   }
   return plan;
 }
@@ -242,17 +236,16 @@ std::vector<char>& CallBuffer(size_t index, size_t bytes) {
   return buffers[index];
 }
 
-// Reorders a whole kernel from `from` to `to`, plain to blocked or back.
-void ReorderKernel(const Plan& plan, const memory::desc& plain, bool to_blocked, void* from,
-                   void* to) {
-  const KernelReorder& r = plan.reorders;
+// Runs a plan's kernel reorder: plain -> blocked, or blocked -> plain when `to_plain`.
+void ReorderKernel(const Plan& plan, const memory::desc& plain, bool to_plain, void* plain_data,
+                   void* blocked_data) {
   dnnl::engine& engine = Engine();
   dnnl::stream stream(engine);
-  memory src(to_blocked ? plain : plan.kernel, engine, from);
-  memory dst(to_blocked ? plan.kernel : plain, engine, to);
-  memory scratch = ThreadBuffer(to_blocked ? r.scratchpad_to_blocked : r.scratchpad_to_plain, 1);
-  (to_blocked ? r.to_blocked : r.to_plain)
-      .execute(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+  memory p(plain, engine, plain_data), b(plan.kernel, engine, blocked_data);
+  memory scratch = ThreadBuffer(plan.kernel_reorder_scratchpad, 1);
+  plan.kernel_reorder.execute(stream, {{DNNL_ARG_FROM, to_plain ? b : p},
+                                       {DNNL_ARG_TO, to_plain ? p : b},
+                                       {DNNL_ARG_SCRATCHPAD, scratch}});
   stream.wait();
 }
 
@@ -311,15 +304,20 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     g.pad_r = {win.pb, win.pr};
     return g;
   };
+  std::vector<Geometry> geometries;
   std::vector<std::shared_ptr<const Plan>> plans;
   try {
-    for (const auto& [begin, end] : chunks) plans.push_back(GetPlan(pass, geometry(end - begin)));
+    for (const auto& [begin, end] : chunks) {
+      geometries.push_back(geometry(end - begin));
+      plans.push_back(GetPlan(pass, geometries.back()));
+    }
     // The chunks share one blocked kernel, so their primitives must agree on its layout
     // (chunk sizes differ by one image at most; if the layouts differ, one chunk).
     for (const auto& plan : plans) {
       if (plan->kernel != plans[0]->kernel) {
         chunks = Chunks(x[0], 1);
-        plans = {GetPlan(pass, geometry(x[0]))};
+        geometries = {geometry(x[0])};
+        plans = {GetPlan(pass, geometries[0])};
         break;
       }
     }
@@ -329,33 +327,34 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
   const int64_t parts = static_cast<int64_t>(chunks.size());
   const Plan& first = *plans[0];
   const bool reorder = first.reorder;
-  const memory::desc plain = geometry(chunks[0].second - chunks[0].first).Wei();
+  const memory::desc plain = geometries[0].Wei();
   const size_t kernel_bytes = reorder ? first.kernel.get_size() : w_size * sizeof(float);
   // The kernel memory each (batch element i, chunk j) convolution reads or writes: for the
   // forward passes one blocked kernel per i; for kernel gradients one buffer per (i, j), except
-  // that in plain layout chunk 0 writes the result directly.
-  auto kernel_of = [&](int64_t i, int64_t j) -> char* {
-    if (pass != kBackwardWeights) {
-      return reorder ? CallBuffer(i, kernel_bytes).data()
-                     : reinterpret_cast<char*>(pw + i * w_size);
-    }
-    if (!reorder && j == 0) return reinterpret_cast<char*>(pw + i * w_size);
-    return CallBuffer(i * parts + j, kernel_bytes).data();
-  };
+  // that in plain layout chunk 0 writes the result directly. (Taken on this thread: the
+  // buffers are this thread's.)
   std::vector<std::vector<char*>> kernels(batch, std::vector<char*>(parts));
   for (int64_t i = 0; i < batch; ++i) {
-    for (int64_t j = 0; j < parts; ++j) kernels[i][j] = kernel_of(i, j);
+    char* result = reinterpret_cast<char*>(pw + i * w_size);
+    for (int64_t j = 0; j < parts; ++j) {
+      if (pass != kBackwardWeights) {
+        kernels[i][j] = reorder ? CallBuffer(i, kernel_bytes).data() : result;
+      } else {
+        kernels[i][j] =
+            !reorder && j == 0 ? result : CallBuffer(i * parts + j, kernel_bytes).data();
+      }
+    }
   }
 
   // One reorder per batch element and call, shared by the chunks.
-  auto to_blocked = [&](int64_t i) {
-    ReorderKernel(first, plain, true, pw + i * w_size, kernels[i][0]);
+  auto reorder_kernel = [&](int64_t i) {
+    ReorderKernel(first, plain, pass == kBackwardWeights, pw + i * w_size, kernels[i][0]);
   };
   auto convolve = [&](int64_t index) {
     const int64_t i = index / parts, j = index % parts;
     const auto [begin, end] = chunks[j];
     const Plan& plan = *plans[j];
-    const Geometry g = geometry(end - begin);
+    const Geometry& g = geometries[j];
     dnnl::engine& engine = Engine();
     dnnl::stream stream(engine);
     memory src(g.Src(), engine, px + (i * x[0] + begin) * x_image);
@@ -390,20 +389,17 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
       for (int64_t k = begin; k < end; ++k) sum[k] += part[k];
     }
   };
-  auto to_plain = [&](int64_t i) {
-    ReorderKernel(first, plain, false, kernels[i][0], pw + i * w_size);
-  };
   try {
     std::string error;
     if (reorder && pass != kBackwardWeights) {
-      error = RunParallel(pool, threads, batch, to_blocked);
+      error = RunParallel(pool, threads, batch, reorder_kernel);
     }
     if (error.empty()) error = RunParallel(pool, threads, batch * parts, convolve);
     if (error.empty() && pass == kBackwardWeights && parts > 1) {
       error = RunParallel(pool, threads, batch * parts, reduce);
     }
     if (error.empty() && reorder && pass == kBackwardWeights) {
-      error = RunParallel(pool, threads, batch, to_plain);
+      error = RunParallel(pool, threads, batch, reorder_kernel);
     }
     if (!error.empty()) return ffi::Error::Internal("onednn_conv: " + error);
   } catch (const std::exception& e) {
