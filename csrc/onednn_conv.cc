@@ -13,6 +13,13 @@
 // are reordered to (and kernel gradients from) oneDNN's preferred blocked layout on every
 // call, once per call (not once per thread).
 //
+// Two algorithms, chosen by the caller per convolution (attribute `algorithm`): oneDNN's
+// direct convolution primitives (0), or the im2col form (1): one GEMM per chunk over the
+// matrix of input patches, col[(n, ho, wo), (kh, kw, c)], against the HWIO kernel read as a
+// [KH*KW*C, F] matrix (dnnl_sgemm); the input gradient scatters its patch gradients back
+// (col2im). The GEMM form is the faster one when the output images are small (few rows per
+// image for the direct kernels to block over).
+//
 // Threads: each call splits its minibatch into one chunk per thread of XLA's intra-op pool
 // and runs each chunk with single-threaded oneDNN on a pool thread (kernel gradients of the
 // chunks are summed, in the blocked layout, before the one reorder back). oneDNN's own OpenMP
@@ -30,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <type_traits>
 #include <string>
 #include <utility>
@@ -158,8 +166,11 @@ std::pair<int64_t, std::array<int64_t, 4>> Split(ffi::Span<const int64_t> dims) 
   return {batch, tail};
 }
 
+enum Algorithm : int64_t { kDirect = 0, kGemm = 1 };
+
 struct Window {
   int64_t sh, sw, pt, pb, pl, pr;
+  Algorithm algorithm;
 };
 
 // Runs items [0, total) of `fn` on the calling thread and on XLA's intra-op thread pool. Each
@@ -216,13 +227,17 @@ std::string RunParallel(ffi::ThreadPool& pool, int64_t threads, int64_t total,
   return job->Wait();
 }
 
-// Memory for `desc` in a buffer this thread keeps and reuses (slot 0: convolution
-// scratchpads, 1: reorder scratchpads), so no call pays for fresh pages.
-memory ThreadBuffer(const memory::desc& desc, int slot) {
-  thread_local std::array<std::vector<char>, 2> buffers;
+// A buffer of at least `bytes` this thread keeps and reuses (slot 0: convolution scratchpads,
+// 1: reorder scratchpads, 2: the im2col matrix), so no call pays for fresh pages.
+char* ThreadScratch(size_t bytes, int slot) {
+  thread_local std::array<std::vector<char>, 3> buffers;
   std::vector<char>& buffer = buffers[slot];
-  if (buffer.size() < desc.get_size()) buffer.resize(desc.get_size());
-  return memory(desc, Engine(), buffer.data());
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+memory ThreadBuffer(const memory::desc& desc, int slot) {
+  return memory(desc, Engine(), ThreadScratch(desc.get_size(), slot));
 }
 
 // Buffers of one call, kept by the thread that makes the call (XLA's) and reused by its next
@@ -259,6 +274,77 @@ std::vector<std::pair<int64_t, int64_t>> Chunks(int64_t n, int64_t parts) {
     begin = end;
   }
   return chunks;
+}
+
+// The im2col form of one chunk: n images of h x w x c, a kh x kw x c x f kernel, outputs of
+// ho x wo x f.
+struct Patches {
+  int64_t n, h, w, c, kh, kw, f, ho, wo;
+  Window win;
+
+  int64_t Rows() const { return n * ho * wo; }
+  int64_t Columns() const { return kh * kw * c; }
+
+  // Calls fn(patch offset, image offset) for each (n, ho, wo, kh, kw): the offsets of the c
+  // floats of col[(n, ho, wo), (kh, kw, :)] and of x[n, ho*sh + kh - pt, wo*sw + kw - pl, :],
+  // the latter -1 where the tap falls into the padding.
+  template <typename Fn>
+  void ForEachTap(Fn fn) const {
+    int64_t patch = 0;
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t oh = 0; oh < ho; ++oh)
+        for (int64_t ow = 0; ow < wo; ++ow)
+          for (int64_t i = 0; i < kh; ++i) {
+            const int64_t ih = oh * win.sh + i - win.pt;
+            for (int64_t j = 0; j < kw; ++j, patch += c) {
+              const int64_t iw = ow * win.sw + j - win.pl;
+              const bool inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
+              fn(patch, inside ? ((b * h + ih) * w + iw) * c : -1);
+            }
+          }
+  }
+
+  void Im2Col(const float* x, float* col) const {
+    ForEachTap([&](int64_t p, int64_t i) {
+      if (i < 0) {
+        std::fill_n(col + p, c, 0.f);
+      } else {
+        std::copy_n(x + i, c, col + p);
+      }
+    });
+  }
+
+  void Col2Im(const float* col, float* x) const {
+    std::fill_n(x, n * h * w * c, 0.f);
+    ForEachTap([&](int64_t p, int64_t i) {
+      if (i < 0) return;
+      for (int64_t k = 0; k < c; ++k) x[i + k] += col[p + k];
+    });
+  }
+};
+
+// One pass of one chunk in the im2col form (row-major GEMMs, M = n*ho*wo, K = kh*kw*c):
+// forward y = col(x) w; backward data dx = col2im(dy w^T); backward weights dw = col(x)^T dy.
+void GemmChunk(Pass pass, const Patches& s, float* x, float* y, float* w) {
+  const int64_t m = s.Rows(), k = s.Columns(), f = s.f;
+  float* col = reinterpret_cast<float*>(ThreadScratch(m * k * sizeof(float), 2));
+  auto check = [](dnnl::status status) {
+    if (status != dnnl::status::success) throw std::runtime_error("dnnl_sgemm failed");
+  };
+  switch (pass) {
+    case kForward:
+      s.Im2Col(x, col);
+      check(dnnl::sgemm('N', 'N', m, f, k, 1.f, col, k, w, f, 0.f, y, f));
+      break;
+    case kBackwardData:
+      check(dnnl::sgemm('N', 'T', m, k, f, 1.f, y, f, w, f, 0.f, col, k));
+      s.Col2Im(col, x);
+      break;
+    case kBackwardWeights:
+      s.Im2Col(x, col);
+      check(dnnl::sgemm('T', 'N', k, f, m, 1.f, col, k, y, f, 0.f, w, f));
+      break;
+  }
 }
 
 ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
@@ -304,12 +390,13 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     g.pad_r = {win.pb, win.pr};
     return g;
   };
+  const bool gemm = win.algorithm == kGemm;
   std::vector<Geometry> geometries;
   std::vector<std::shared_ptr<const Plan>> plans;
   try {
     for (const auto& [begin, end] : chunks) {
       geometries.push_back(geometry(end - begin));
-      plans.push_back(GetPlan(pass, geometries.back()));
+      if (!gemm) plans.push_back(GetPlan(pass, geometries.back()));
     }
     // The chunks share one blocked kernel, so their primitives must agree on its layout
     // (chunk sizes differ by one image at most; if the layouts differ, one chunk).
@@ -325,10 +412,10 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
   }
   const int64_t parts = static_cast<int64_t>(chunks.size());
-  const Plan& first = *plans[0];
-  const bool reorder = first.reorder;
+  const Plan* first = gemm ? nullptr : plans[0].get();
+  const bool reorder = !gemm && first->reorder;
   const memory::desc plain = geometries[0].Wei();
-  const size_t kernel_bytes = reorder ? first.kernel.get_size() : w_size * sizeof(float);
+  const size_t kernel_bytes = reorder ? first->kernel.get_size() : w_size * sizeof(float);
   // The kernel memory each (batch element i, chunk j) convolution reads or writes: for the
   // forward passes one blocked kernel per i; for kernel gradients one buffer per (i, j), except
   // that in plain layout chunk 0 writes the result directly. (Taken on this thread: the
@@ -348,17 +435,24 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
 
   // One reorder per batch element and call, shared by the chunks.
   auto reorder_kernel = [&](int64_t i) {
-    ReorderKernel(first, plain, pass == kBackwardWeights, pw + i * w_size, kernels[i][0]);
+    ReorderKernel(*first, plain, pass == kBackwardWeights, pw + i * w_size, kernels[i][0]);
   };
   auto convolve = [&](int64_t index) {
     const int64_t i = index / parts, j = index % parts;
     const auto [begin, end] = chunks[j];
+    float* chunk_x = px + (i * x[0] + begin) * x_image;
+    float* chunk_y = py + (i * y[0] + begin) * y_image;
+    if (gemm) {
+      const Patches patches{end - begin, x[1], x[2], x[3], w[0], w[1], w[3], y[1], y[2], win};
+      GemmChunk(pass, patches, chunk_x, chunk_y, reinterpret_cast<float*>(kernels[i][j]));
+      return;
+    }
     const Plan& plan = *plans[j];
     const Geometry& g = geometries[j];
     dnnl::engine& engine = Engine();
     dnnl::stream stream(engine);
-    memory src(g.Src(), engine, px + (i * x[0] + begin) * x_image);
-    memory dst(g.Dst(), engine, py + (i * y[0] + begin) * y_image);
+    memory src(g.Src(), engine, chunk_x);
+    memory dst(g.Dst(), engine, chunk_y);
     memory wei(plan.kernel, engine, kernels[i][j]);
     memory scratch = ThreadBuffer(plan.scratchpad, 0);
     switch (pass) {
@@ -411,8 +505,12 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
 template <Pass P>
 ffi::Error Handler(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
                    ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw, int64_t pt,
-                   int64_t pb, int64_t pl, int64_t pr) {
-  return Run(P, pool, a, b, out, Window{sh, sw, pt, pb, pl, pr});
+                   int64_t pb, int64_t pl, int64_t pr, int64_t algorithm) {
+  if (algorithm != kDirect && algorithm != kGemm) {
+    return ffi::Error::InvalidArgument("onednn_conv: algorithm must be 0 (direct) or 1 (gemm)");
+  }
+  return Run(P, pool, a, b, out,
+             Window{sh, sw, pt, pb, pl, pr, static_cast<Algorithm>(algorithm)});
 }
 
 auto Binding() {
@@ -426,7 +524,8 @@ auto Binding() {
       .Attr<int64_t>("pad_top")
       .Attr<int64_t>("pad_bottom")
       .Attr<int64_t>("pad_left")
-      .Attr<int64_t>("pad_right");
+      .Attr<int64_t>("pad_right")
+      .Attr<int64_t>("algorithm");
 }
 
 }  // namespace

@@ -76,6 +76,17 @@ def fusion_ops(hlo: str) -> dict[str, list[tuple[str, float, str]]]:
   return out
 
 
+def ffi_calls(hlo: str) -> dict[str, str]:
+  """``{ffi_call name: "pass [operand] * [operand] (algorithm)"}`` for the oneDNN calls."""
+  out = {}
+  for m in re.finditer(r"%(ffi_call[\.\d]*) = .*?custom_call_target=\"ganjax_onednn_conv_(\w+)\", "
+                       r"operand_layout_constraints=\{f32\[([\d,]*)\]\S*, f32\[([\d,]*)\]"
+                       r".*?algorithm = (\d)", hlo):
+    name, which, a, b, algorithm = m.groups()
+    out[name] = f"{which} [{a}] * [{b}] ({('direct', 'gemm')[int(algorithm)]})"
+  return out
+
+
 def thunk_times(trace_dir: str) -> tuple[collections.Counter, collections.Counter]:
   """(milliseconds, count) per thunk name, summed over XLA's worker threads."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
@@ -139,6 +150,16 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---|---|---|")
   for kind, (t, flops, k) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
     print(f"| {kind} | {k} | {t:.0f} | {flops / 1e9:.1f} | {flops / 1e6 / t:.0f} |")
+  calls = ffi_calls(Path(f"{work}/step.hlo").read_text())
+  if calls:
+    per_call = collections.defaultdict(lambda: [0.0, 0])
+    for name, desc in calls.items():
+      per_call[desc][0] += ms[name] / n
+      per_call[desc][1] += count[name] / n
+    print("\n| oneDNN call (wall time of the calling thread) | calls/iteration | ms/iteration |\n"
+          "|---|---|---|")
+    for desc, (t, k) in sorted(per_call.items(), key=lambda kv: -kv[1][0]):
+      print(f"| {desc} | {k:.0f} | {t:.1f} |")
   print(f"\nslowest {own.top} YNNPACK fusions (ms/iteration, GFLOP/s while running):")
   for t, flops, name, desc in sorted(rows, reverse=True)[:own.top]:
     print(f"  {t:7.1f} ms {flops / 1e6 / t:6.1f} GF/s  {name}: {desc}")

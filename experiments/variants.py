@@ -67,3 +67,10 @@ def down_phase():
 def down_strided():
   """conv.DownConv(impl='strided') (same as nn.Conv; checks the patch itself costs nothing)."""
   _patch_down_conv("strided")
+
+
+@variant
+def onednn_direct():
+  """Every oneDNN convolution as its direct primitive (no im2col + GEMM for small outputs)."""
+  from ganjax.models import onednn
+  onednn.GEMM_MAX_OUTPUT_PIXELS = 0

@@ -44,11 +44,20 @@ def test_extension_is_built_on_linux_x86_64():
   assert onednn.status().startswith("oneDNN 3.")
 
 
+# Both ways oneDNN computes each pass: its direct convolutions, and im2col + GEMM.
+algorithms = pytest.mark.parametrize("algorithm", sorted(onednn.ALGORITHMS))
+
+
+def _onednn_conv(algorithm):
+  return lambda a, b, strides, padding: onednn.conv(a, b, strides, padding, algorithm)
+
+
+@algorithms
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}x{g[1]}s{g[2]}")
-def test_forward_and_both_gradients_match_xla(geometry):
+def test_forward_and_both_gradients_match_xla(geometry, algorithm):
   x_shape, w_shape, strides, padding = geometry
   x, w = _inputs(x_shape, w_shape)
-  got_fn = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding))
+  got_fn = jax.jit(lambda a, b: onednn.conv(a, b, strides, padding, algorithm))
   want, vjp_want = jax.vjp(lambda a, b: _lax_conv(a, b, strides, padding), x, w)
   got, vjp_got = jax.vjp(got_fn, x, w)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -57,8 +66,9 @@ def test_forward_and_both_gradients_match_xla(geometry):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@algorithms
 @pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=lambda g: f"s{g[2]}")
-def test_gradient_penalty_double_backward_matches_xla(geometry):
+def test_gradient_penalty_double_backward_matches_xla(geometry, algorithm):
   """d/dw and d/dx of ||d/dx sum(tanh(conv(x, w)))||^2: every pass differentiated again."""
   x_shape, w_shape, strides, padding = geometry
   x, w = _inputs(x_shape, w_shape, seed=2)
@@ -69,7 +79,7 @@ def test_gradient_penalty_double_backward_matches_xla(geometry):
       return jnp.sum(gx**2)
     return jax.jit(jax.grad(p, argnums=(0, 1)))
 
-  for name, g, r in zip(("d/dx", "d/dkernel"), penalty(onednn.conv)(x, w),
+  for name, g, r in zip(("d/dx", "d/dkernel"), penalty(_onednn_conv(algorithm))(x, w),
                         penalty(_lax_conv)(x, w)):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=name)
 
@@ -87,9 +97,10 @@ def test_third_order_derivative_of_the_kernel_gradient_matches_xla():
   np.testing.assert_allclose(f(onednn.conv)(x), f(_lax_conv)(x), rtol=1e-4, atol=1e-4)
 
 
+@algorithms
 @pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[-1]],
                          ids=lambda g: f"{g[0]}x{g[1]}")
-def test_vmap_over_a_population_with_its_own_weights(geometry):
+def test_vmap_over_a_population_with_its_own_weights(geometry, algorithm):
   x_shape, w_shape, strides, padding = geometry
   xs = jnp.stack([_inputs(x_shape, w_shape, seed=s)[0] for s in range(3)])
   ws = jnp.stack([_inputs(x_shape, w_shape, seed=s)[1] for s in range(3)])
@@ -97,7 +108,7 @@ def test_vmap_over_a_population_with_its_own_weights(geometry):
   def loss(fn):
     return lambda a, b: jnp.sum(jnp.sin(fn(a, b, strides, padding)))
 
-  got = jax.jit(jax.vmap(jax.value_and_grad(loss(onednn.conv), (0, 1))))(xs, ws)
+  got = jax.jit(jax.vmap(jax.value_and_grad(loss(_onednn_conv(algorithm)), (0, 1))))(xs, ws)
   want = jax.vmap(jax.value_and_grad(loss(_lax_conv), (0, 1)))(xs, ws)
   for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
@@ -116,6 +127,15 @@ def test_conv_transpose_is_the_input_gradient():
 
 def _lowered(fn, *args) -> str:
   return jax.jit(fn).lower(*args).as_text()
+
+
+def test_small_outputs_take_the_gemm_form_by_default():
+  x, w = _inputs((2, 8, 8, 4), (3, 3, 4, 4))
+  for strides, code in (((2, 2), 1), ((1, 1), 0)):  # 4x4 outputs: GEMM; 8x8: direct
+    text = _lowered(lambda a, b: onednn.conv(a, b, strides, ((1, 1), (1, 1))), x, w)
+    assert f"algorithm = {code} : i64" in text, strides
+  with pytest.raises(ValueError, match="unknown algorithm 'fft'"):
+    onednn.conv(x, w, (1, 1), ((1, 1), (1, 1)), "fft")
 
 
 def test_conv_general_dilated_routes_only_what_onednn_computes():

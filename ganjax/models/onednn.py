@@ -24,6 +24,14 @@ on oneDNN. ``D`` with a flipped kernel is also the transposed convolution (`conv
 Under `jax.vmap` the handlers get a leading batch of independent convolutions
 (``vmap_method="broadcast_all"``): a population of models with their own weights.
 
+Two algorithms compute each pass (`Window.algorithm`): oneDNN's direct convolution
+primitives (``"direct"``), or the im2col form (``"gemm"``): one matrix product per chunk of the
+minibatch between the matrix of input patches ``col[(n, o), (k, c)] = x[n, s*o + k - p, c]``
+and the kernel read as a ``[KH*KW*C, F]`` matrix (``D`` scatters the patch gradients
+``g w^T`` back onto the image; ``W = col^T g``). By default `conv` and `conv_transpose` take the
+GEMM form for outputs of at most `GEMM_MAX_OUTPUT_PIXELS` pixels per image, where oneDNN's
+direct kernels have too few rows to block over (measured in ``experiments/PERF_NOTES.md``).
+
 Only float32 with 2 spatial dimensions is handled; `conv.conv_general_dilated` routes
 everything else, and every non-CPU platform, to `jax.lax.conv_general_dilated`.
 
@@ -111,13 +119,32 @@ def status() -> str:
   return _load()[1]
 
 
+ALGORITHMS = {"direct": 0, "gemm": 1}
+# Outputs of at most this many pixels per image (4x4) run as im2col + GEMM by default.
+GEMM_MAX_OUTPUT_PIXELS = 16
+
+
 class Window(NamedTuple):
-  """The static part of one convolution: per-example shapes, strides and explicit padding."""
+  """The static part of one convolution: shapes, strides, explicit padding, the algorithm."""
 
   x_shape: tuple[int, int, int, int]  # N, H, W, C
   w_shape: tuple[int, int, int, int]  # KH, KW, C, F
   strides: tuple[int, int]
   padding: Padding
+  algorithm: str = "direct"  # a key of ALGORITHMS
+
+  @classmethod
+  def make(cls, x_shape, w_shape, strides, padding, algorithm: str | None = None) -> "Window":
+    """A window with tuple fields; ``algorithm=None`` picks one by the output size."""
+    window = cls(tuple(x_shape), tuple(w_shape), tuple(strides),
+                 tuple(tuple(p) for p in padding))
+    if algorithm is None:
+      _, ho, wo, _ = window.y_shape
+      algorithm = "gemm" if ho * wo <= GEMM_MAX_OUTPUT_PIXELS else "direct"
+    if algorithm not in ALGORITHMS:
+      raise ValueError(f"onednn: unknown algorithm {algorithm!r}; expected one of "
+                       f"{sorted(ALGORITHMS)}")
+    return window._replace(algorithm=algorithm)
 
   @property
   def y_shape(self) -> tuple[int, int, int, int]:
@@ -130,7 +157,8 @@ class Window(NamedTuple):
   def attributes(self) -> dict[str, np.int64]:
     (pt, pb), (pl, pr) = self.padding
     values = dict(stride_h=self.strides[0], stride_w=self.strides[1], pad_top=pt,
-                  pad_bottom=pb, pad_left=pl, pad_right=pr)
+                  pad_bottom=pb, pad_left=pl, pad_right=pr,
+                  algorithm=ALGORITHMS[self.algorithm])
     return {k: np.int64(v) for k, v in values.items()}
 
 
@@ -172,21 +200,24 @@ backward_weights.defvjp(_save(backward_weights), lambda window, res, k: (
     backward_data(res[1], k, window), forward(res[0], k, window)))
 
 
-def conv(x: Array, w: Array, strides: tuple[int, int], padding: Padding) -> Array:
-  """A strided, explicitly padded NHWC / HWIO float32 convolution on oneDNN."""
-  window = Window(tuple(x.shape), tuple(w.shape), tuple(strides),
-                  tuple(tuple(p) for p in padding))
-  return forward(x, w, window)
+def conv(x: Array, w: Array, strides: tuple[int, int], padding: Padding,
+         algorithm: str | None = None) -> Array:
+  """A strided, explicitly padded NHWC / HWIO float32 convolution on oneDNN.
+
+  ``algorithm``: ``"direct"``, ``"gemm"`` or ``None`` (by the output size, see `Window.make`).
+  """
+  return forward(x, w, Window.make(x.shape, w.shape, strides, padding, algorithm))
 
 
 def conv_transpose(x: Array, w: Array, out_shape: tuple[int, int, int, int],
-                   strides: tuple[int, int], padding: Padding) -> Array:
+                   strides: tuple[int, int], padding: Padding,
+                   algorithm: str | None = None) -> Array:
   """The transposed convolution ``D(x, w)``: the input gradient of ``conv(., w)`` at ``x``.
 
-  ``w`` is the kernel of the forward convolution, ``[KH, KW, out_shape[-1], x.shape[-1]]``.
+  ``w`` is the kernel of the forward convolution, ``[KH, KW, out_shape[-1], x.shape[-1]]``;
+  ``algorithm`` as in `conv` (chosen by the size of ``x``, the forward convolution's output).
   """
-  window = Window(tuple(out_shape), tuple(w.shape), tuple(strides),
-                  tuple(tuple(p) for p in padding))
+  window = Window.make(out_shape, w.shape, strides, padding, algorithm)
   if window.y_shape != tuple(x.shape):
     raise ValueError(f"conv_transpose: an output of shape {out_shape} does not map to an input "
                      f"of shape {x.shape} with strides {strides} and padding {padding}")
