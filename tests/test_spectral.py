@@ -71,7 +71,7 @@ def test_matches_torch_spectral_norm_on_the_same_weights_and_vector(kind):
 
   with torch.no_grad():
     t_layer.weight.copy_(torch.from_numpy(_flax_kernel_to_torch(kernel).copy()))
-    t_layer.bias.copy_(torch.from_numpy(bias))
+    t_layer.bias.copy_(torch.from_numpy(bias.copy()))
   t_layer = spectral_norm(t_layer, eps=spectral.DEFAULT_EPS)
   param = t_layer.parametrizations.weight[0]
   with torch.no_grad():
