@@ -71,14 +71,14 @@ def test_matches_torch_spectral_norm_on_the_same_weights_and_vector(kind):
 
   with torch.no_grad():
     t_layer.weight.copy_(torch.from_numpy(_flax_kernel_to_torch(kernel).copy()))
-    t_layer.bias.copy_(torch.from_numpy(bias.copy()))
+    t_layer.bias.copy_(torch.tensor(bias))
   t_layer = spectral_norm(t_layer, eps=spectral.DEFAULT_EPS)
   param = t_layer.parametrizations.weight[0]
   with torch.no_grad():
-    param._u.copy_(torch.from_numpy(u))
-    param._v.copy_(torch.from_numpy(v))
+    param._u.copy_(torch.tensor(u))
+    param._v.copy_(torch.tensor(v))
   t_layer.train()
-  t_x = torch.from_numpy(np.moveaxis(x, -1, 1).copy() if kind == "conv" else x)
+  t_x = torch.tensor(np.moveaxis(x, -1, 1) if kind == "conv" else x)
   with torch.no_grad():
     t_out = t_layer(t_x).numpy()
     t_u = param._u.numpy().copy()
