@@ -89,7 +89,10 @@ struct Plan {
   memory::desc scratchpad;
   memory::desc kernel;  // oneDNN's layout of the weights / weight gradient
   bool reorder = false;  // kernel differs from plain HWIO
-  // When reorder: plain -> blocked kernel (forward passes) or blocked -> plain kernel gradient.
+  // When reorder: plain -> blocked kernel (forward passes) or blocked -> plain kernel gradient
+  // (to_plain).
+  memory::desc plain;
+  bool to_plain = false;
   dnnl::reorder kernel_reorder;
   memory::desc kernel_reorder_scratchpad;
 };
@@ -128,11 +131,12 @@ std::shared_ptr<const Plan> MakePlan(Pass pass, const Geometry& g) {
       break;
     }
   }
-  plan->reorder = plan->kernel != g.Wei();
+  plan->plain = g.Wei();
+  plan->reorder = plan->kernel != plan->plain;
   if (plan->reorder) {
-    const bool to_plain = pass == kBackwardWeights;
-    dnnl::reorder::primitive_desc pd(Engine(), to_plain ? plan->kernel : g.Wei(), Engine(),
-                                     to_plain ? g.Wei() : plan->kernel, Attributes());
+    const bool to_plain = plan->to_plain = pass == kBackwardWeights;
+    dnnl::reorder::primitive_desc pd(Engine(), to_plain ? plan->kernel : plan->plain, Engine(),
+                                     to_plain ? plan->plain : plan->kernel, Attributes());
     plan->kernel_reorder = dnnl::reorder(pd);
     plan->kernel_reorder_scratchpad = pd.scratchpad_desc();
   }
@@ -251,15 +255,14 @@ std::vector<char>& CallBuffer(size_t index, size_t bytes) {
   return buffers[index];
 }
 
-// Runs a plan's kernel reorder: plain -> blocked, or blocked -> plain when `to_plain`.
-void ReorderKernel(const Plan& plan, const memory::desc& plain, bool to_plain, void* plain_data,
-                   void* blocked_data) {
+// Runs a plan's kernel reorder: plain -> blocked, or blocked -> plain for kernel gradients.
+void ReorderKernel(const Plan& plan, void* plain_data, void* blocked_data) {
   dnnl::engine& engine = Engine();
   dnnl::stream stream(engine);
-  memory p(plain, engine, plain_data), b(plan.kernel, engine, blocked_data);
+  memory p(plan.plain, engine, plain_data), b(plan.kernel, engine, blocked_data);
   memory scratch = ThreadBuffer(plan.kernel_reorder_scratchpad, 1);
-  plan.kernel_reorder.execute(stream, {{DNNL_ARG_FROM, to_plain ? b : p},
-                                       {DNNL_ARG_TO, to_plain ? p : b},
+  plan.kernel_reorder.execute(stream, {{DNNL_ARG_FROM, plan.to_plain ? b : p},
+                                       {DNNL_ARG_TO, plan.to_plain ? p : b},
                                        {DNNL_ARG_SCRATCHPAD, scratch}});
   stream.wait();
 }
@@ -391,30 +394,32 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     return g;
   };
   const bool gemm = win.algorithm == kGemm;
+  // The direct primitives' geometries and plans, one per chunk (none for the GEMM form).
   std::vector<Geometry> geometries;
   std::vector<std::shared_ptr<const Plan>> plans;
-  try {
-    for (const auto& [begin, end] : chunks) {
-      geometries.push_back(geometry(end - begin));
-      if (!gemm) plans.push_back(GetPlan(pass, geometries.back()));
-    }
-    // The chunks share one blocked kernel, so their primitives must agree on its layout
-    // (chunk sizes differ by one image at most; if the layouts differ, one chunk).
-    for (const auto& plan : plans) {
-      if (plan->kernel != plans[0]->kernel) {
-        chunks = Chunks(x[0], 1);
-        geometries = {geometry(x[0])};
-        plans = {GetPlan(pass, geometries[0])};
-        break;
+  if (!gemm) {
+    try {
+      for (const auto& [begin, end] : chunks) {
+        geometries.push_back(geometry(end - begin));
+        plans.push_back(GetPlan(pass, geometries.back()));
       }
+      // The chunks share one blocked kernel, so their primitives must agree on its layout
+      // (chunk sizes differ by one image at most; if the layouts differ, one chunk).
+      for (const auto& plan : plans) {
+        if (plan->kernel != plans[0]->kernel) {
+          chunks = Chunks(x[0], 1);
+          geometries = {geometry(x[0])};
+          plans = {GetPlan(pass, geometries[0])};
+          break;
+        }
+      }
+    } catch (const std::exception& e) {
+      return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
     }
-  } catch (const std::exception& e) {
-    return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
   }
   const int64_t parts = static_cast<int64_t>(chunks.size());
   const Plan* first = gemm ? nullptr : plans[0].get();
   const bool reorder = !gemm && first->reorder;
-  const memory::desc plain = geometries[0].Wei();
   const size_t kernel_bytes = reorder ? first->kernel.get_size() : w_size * sizeof(float);
   // The kernel memory each (batch element i, chunk j) convolution reads or writes: for the
   // forward passes one blocked kernel per i; for kernel gradients one buffer per (i, j), except
@@ -435,7 +440,7 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
 
   // One reorder per batch element and call, shared by the chunks.
   auto reorder_kernel = [&](int64_t i) {
-    ReorderKernel(*first, plain, pass == kBackwardWeights, pw + i * w_size, kernels[i][0]);
+    ReorderKernel(*first, pw + i * w_size, kernels[i][0]);
   };
   auto convolve = [&](int64_t index) {
     const int64_t i = index / parts, j = index % parts;

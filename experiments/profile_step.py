@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_train_step  # noqa: E402  pylint: disable=g-import-not-at-top
+from ganjax.models import onednn  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _SHAPE = r"f32\[([\d,]*)\]"
 
@@ -82,8 +83,9 @@ def ffi_calls(hlo: str) -> dict[str, str]:
   for m in re.finditer(r"%(ffi_call[\.\d]*) = .*?custom_call_target=\"ganjax_onednn_conv_(\w+)\", "
                        r"operand_layout_constraints=\{f32\[([\d,]*)\]\S*, f32\[([\d,]*)\]"
                        r".*?algorithm = (\d)", hlo):
-    name, which, a, b, algorithm = m.groups()
-    out[name] = f"{which} [{a}] * [{b}] ({('direct', 'gemm')[int(algorithm)]})"
+    name, which, a, b, code = m.groups()
+    algorithm = next(k for k, v in onednn.ALGORITHMS.items() if v == int(code))
+    out[name] = f"{which} [{a}] * [{b}] ({algorithm})"
   return out
 
 
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     run(own.iterations)
   wall = (time.perf_counter() - t0) / own.iterations
   ms, count = thunk_times(f"{work}/trace")
-  ops = fusion_ops(Path(f"{work}/step.hlo").read_text())
+  hlo = Path(f"{work}/step.hlo").read_text()
+  ops = fusion_ops(hlo)
   n = own.iterations
   total = sum(ms.values()) / n
   print(f"{args.model}, batch {args.batch}: {wall * 1e3:.0f} ms/iteration wall (traced), "
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---|---|---|")
   for kind, (t, flops, k) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
     print(f"| {kind} | {k} | {t:.0f} | {flops / 1e9:.1f} | {flops / 1e6 / t:.0f} |")
-  calls = ffi_calls(Path(f"{work}/step.hlo").read_text())
+  calls = ffi_calls(hlo)
   if calls:
     per_call = collections.defaultdict(lambda: [0.0, 0])
     for name, desc in calls.items():
