@@ -1,63 +1,6 @@
-"""Command line: ``python -m ganjax.main --config=configs/dcgan.py --workdir=DIR``.
+"""``python -m ganjax.main --config=dcgan --workdir=DIR``: see `ganjax.cli.train`."""
 
-Any config key can be overridden (``--config.batch_size=128``); an unknown key is an error
-before any work starts. Running the same command again resumes from the latest checkpoint in
-DIR; raising ``--config.num_train_steps`` continues a finished run. ``config.task`` picks the
-trainer (`ganjax.tasks`): ``'gan'`` (default) or ``'classifier'`` (configs/classifier.py).
-"""
-
-from __future__ import annotations
-
-from ganjax import cli  # first: sets up the process before TensorFlow and JAX load
-
-from absl import app  # pylint: disable=g-import-not-at-top
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
-
-from ganjax import distributed  # pylint: disable=g-import-not-at-top
-from ganjax import tasks
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples and TensorBoard events.")
-config_flags.DEFINE_config_file("config", None, "A config file from configs/.",
-                                lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _overrides(argv: list[str]) -> list[str]:
-  return [a for a in argv[1:] if a.startswith("--config.")]
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """Parses flags; a bad flag, config file or override key is a one-line error."""
-  try:
-    return FLAGS(argv)
-  except (AttributeError, KeyError) as e:  # config_flags: an override names no config key
-    missing = str(e).strip("\"' ").split("'")[0]
-    culprits = [a.split("=")[0] for a in _overrides(argv)
-                if missing in a.split("=")[0][len("--config."):].split(".")]
-    where = culprits[0] if culprits else " ".join(_overrides(argv))
-    cli.fail(f"unknown config key {missing!r} in {where}; see the config file for the keys")
-  except flags.Error as e:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    cli.fail(" ".join(lines[:1] + [line for line in lines[1:] if "Errno" in line]))
-  return []
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    config = FLAGS.config
-    config.to_dict()
-  except OSError as e:  # config_flags defers a config file's load error to first use
-    errno_lines = [line.strip() for line in str(e).splitlines() if "Errno" in line]
-    cli.fail(f"cannot load the config file: {(errno_lines or str(e).splitlines())[0]}")
-  logging.info("config:\n%s", config)
-  distributed.initialize(config)  # before anything touches the JAX backend
-  tasks.get_trainer(config)(config, FLAGS.workdir)
-
+from ganjax.cli import train
 
 if __name__ == "__main__":
-  cli.run(main, flags_parser=parse_flags)
+  train.run()

@@ -7,7 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import classifier, data
+from ganjax import data
+from ganjax.classifier import step as classifier
 from ganjax.analysis import gradients
 from ganjax.errors import ConfigError
 from ganjax.models import critic, dcgan

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ganjax import augment, data
+from ganjax import data
+from ganjax.data import augment
 from ganjax.errors import ConfigError
 
 

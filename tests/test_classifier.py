@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import classifier, data
+from ganjax import data
+from ganjax.classifier import step as classifier
 from ganjax.models import critic
 
 NET = critic.Critic(width=4, num_classes=10)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ganjax import data
-from ganjax.classifier import make_logits_fn
-from ganjax.classify import load_classifier_run
+from ganjax.classifier.step import make_logits_fn
+from ganjax.tasks import load_run
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.tiny import tiny_flags
 
@@ -79,7 +79,9 @@ def test_classifier_trains_per_epoch_logs_and_resumes(classifier_run):
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
   # The logged test accuracy is the restored network's accuracy on all 64 test images.
   logged = float(re.search(r"epoch 3/3 .* test_accuracy=([0-9.]+)", again).group(1))
-  _, network, state = load_classifier_run(workdir)
+  loaded = load_run(workdir)
+  assert loaded.kind == "classifier"
+  network, state = loaded.discriminator, loaded.state
   test = data.load_dataset("synthetic:64", "test", image_size=8)
   logits = make_logits_fn(network)(state.model.variables, data.to_float(test.images))
   expected = np.mean(np.argmax(np.asarray(jax.device_get(logits)), -1) == test.labels)

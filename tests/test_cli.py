@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from ganjax import train
+from ganjax import tasks
+from ganjax.errors import NonFiniteLossError
+from ganjax.runtime.run import Run
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.test_data import write_folder
 from tests.tiny import tiny_config, tiny_flags
@@ -66,11 +68,11 @@ def test_exact_resume(tmp_path, name, total):
   half = total // 2
   config = tiny_config(name, num_train_steps=total, checkpoint_every_steps=half,
                        log_every_steps=half, sample_every_steps=total)
-  whole = train.train_and_evaluate(config, str(tmp_path / "whole"))
+  whole = tasks.train_and_evaluate(config, str(tmp_path / "whole"))
   config.num_train_steps = half
-  train.train_and_evaluate(config, str(tmp_path / "split"))
+  tasks.train_and_evaluate(config, str(tmp_path / "split"))
   config.num_train_steps = total
-  resumed = train.train_and_evaluate(config, str(tmp_path / "split"))
+  resumed = tasks.train_and_evaluate(config, str(tmp_path / "split"))
   assert int(resumed.step) == int(whole.step) == total
   diffs = [np.max(np.abs(a - b)) for a, b in zip(_params(whole), _params(resumed))]
   assert max(diffs) == 0.0
@@ -142,14 +144,16 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path):
 
 
 def test_non_finite_parameters_are_never_saved(tmp_path):
-  trainer = train.Trainer(tiny_config("dcgan"), str(tmp_path / "run"))
+  config = tiny_config("dcgan")
+  run = Run(str(tmp_path / "run"), config.keep_checkpoints)
   try:
-    state = trainer.initial_state()
+    task = tasks.KINDS["gan"].make_task(config, run)
+    state = run.restore_or_init(task.init, task.rng)
     poisoned = state.replace(generator=state.generator.replace(
         params=jax.tree.map(lambda p: p * np.nan, state.generator.params)))
-    with pytest.raises(train.NonFiniteLossError, match="non-finite by step 7.*no checkpoint"):
-      trainer.save_checkpoint(7, poisoned)
-    trainer.ckpt.wait_until_finished()
+    with pytest.raises(NonFiniteLossError, match="non-finite by step 7.*no checkpoint"):
+      run.save(7, poisoned)
+    run.ckpt.wait_until_finished()
     assert_no_checkpoint(tmp_path / "run")
   finally:
-    trainer.close()
+    run.close()

@@ -1,4 +1,4 @@
-"""ganjax.models.conv: every implementation equals the reference layer on the same weights."""
+"""ganjax.ops.conv: every implementation equals the reference layer on the same weights."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax.models import conv
+from ganjax.ops import conv
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -7,6 +7,7 @@ from PIL import Image
 import pytest
 
 from ganjax import data
+from ganjax.data import datasets
 from ganjax.errors import DataError
 
 
@@ -26,7 +27,7 @@ def write_folder(root, split="train", classes=("cat", "dog"), per_class=3, size=
 
 def test_batch_indices_are_a_pure_function_of_seed_and_step():
   a = data.batch_indices(100, seed=3, step=7, batch_size=16, n_critic=5)
-  data._epoch_permutation.cache_clear()
+  datasets._epoch_permutation.cache_clear()
   b = data.batch_indices(100, seed=3, step=7, batch_size=16, n_critic=5)
   np.testing.assert_array_equal(a, b)
   assert a.shape == (5, 16)

@@ -1,7 +1,7 @@
 """FID, Inception Score and the FID Inception port against numpy formulas and pytorch-fid.
 
 The port-parity tests build pytorch-fid's ``InceptionV3`` with random weights
-(experiments/random_inception.py: He-normal convs and batch norm statistics near the identity,
+(tests/random_inception.py: He-normal convs and batch norm statistics near the identity,
 so activations stay O(1) through the network; pytorch-fid's download is patched out), convert
 its state dict with ``python -m ganjax.eval.convert_inception`` and compare the outputs.
 """
@@ -170,8 +170,7 @@ def torch_modules():
   torch = pytest.importorskip("torch")
   pytest.importorskip("pytorch_fid")
   torch.set_num_threads(2)
-  sys.path.insert(0, os.path.join(REPO_ROOT, "experiments"))
-  import random_inception  # pylint: disable=g-import-not-at-top
+  from tests import random_inception  # pylint: disable=g-import-not-at-top
   from pytorch_fid import fid_score  # pylint: disable=g-import-not-at-top
   return torch, random_inception, fid_score
 

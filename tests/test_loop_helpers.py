@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import pytest
 
 from ganjax.errors import NonFiniteLossError
-from ganjax.train import MetricLog, MetricsInFlight, last_checkpoint_text
+from ganjax.runtime.metrics import MetricLog, MetricsInFlight
+from ganjax.runtime.run import last_checkpoint_text
 
 
 def test_drain_reads_pending_steps_in_order_up_to_the_given_step():
@@ -37,3 +38,18 @@ def test_a_non_finite_metric_names_itself_its_step_and_the_last_checkpoint(saved
           else "the last checkpoint (step 20) is intact")
   assert str(error.value) == f"non-finite d_loss, g_loss at step 22; {tail}"
   assert log.count == 1  # step 21 only: nothing of the bad step is logged
+
+
+def test_run_info_of_an_older_run_reads_back_over_todays_defaults(tmp_path):
+  """Keys a run recorded before they existed take today's defaults: no reader needs a
+  `config.get(key, default)`."""
+  import json  # pylint: disable=g-import-not-at-top
+  from ganjax.runtime.run import read_run_info  # pylint: disable=g-import-not-at-top
+  old = {"seed": 3, "generator": {"name": "dcgan", "z_dim": 16, "width": 8, "norm": "x"}}
+  (tmp_path / "run_info.json").write_text(json.dumps(
+      {"config": old, "image_shape": [8, 8, 3], "class_names": ["a", "b"]}))
+  config, spec = read_run_info(str(tmp_path))
+  assert config.seed == 3 and config.generator.z_dim == 16 and config.generator.norm == "x"
+  assert config.population.size == 0 and not config.distributed.enabled  # absent: defaults
+  assert config.test_split == "test" and config.label_smoothing == 0.0
+  assert spec.image_shape == (8, 8, 3) and spec.num_classes == 2

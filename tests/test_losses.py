@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import losses
+from ganjax.gan import losses
 from ganjax.errors import ConfigError
 
 REAL = [1.0, -2.0, 0.5]

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import data, experiment
+from ganjax import data
+from ganjax.gan import build as experiment
 from tests.tiny import tiny_config
 
 SPEC = experiment.DataSpec((8, 8, 3), tuple(f"class{i}" for i in range(10)))

@@ -1,4 +1,4 @@
-"""ganjax.models.onednn: oneDNN's convolution passes equal XLA's, to every derivative order."""
+"""ganjax.ops.onednn: oneDNN's convolution passes equal XLA's, to every derivative order."""
 
 import platform
 import sys
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from ganjax.models import conv, onednn
+from ganjax.ops import conv, onednn
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import optim
+from ganjax.gan import optim
 from ganjax.errors import ConfigError
 
 

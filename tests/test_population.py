@@ -21,7 +21,10 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import data, experiment, population, sampling
+from ganjax import data, tasks
+from ganjax.eval import sampling
+from ganjax.gan import build as experiment
+from ganjax.population import build as population
 from ganjax.errors import ConfigError
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.tiny import random_inception_weights, tiny_config, tiny_flags
@@ -152,11 +155,12 @@ def test_population_cli_writes_member_outputs_and_resumes(tmp_path):
   assert again.returncode == 0, again.stderr[-3000:]
   assert "resuming from" in again.stderr and "step 6/6 |" in again.stderr
 
-  config, _, state = sampling.load_run(workdir, member=1)
+  loaded = tasks.load_run(workdir, member=1)
+  config, state = loaded.config, loaded.state
   assert int(state.step) == 6 and config.seed == 1
   assert config.d_optimizer.learning_rate == 4e-4
   with pytest.raises(ConfigError, match="choose one with --member"):
-    sampling.load_run(workdir)
+    tasks.load_run(workdir)
   out = str(tmp_path / "member1.npz")
   gen = subprocess.run([sys.executable, "-m", "ganjax.generate", f"--workdir={workdir}",
                         "--num=5", f"--out={out}", "--member=1"], cwd=REPO_ROOT,

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import regularizers
+from ganjax.gan import regularizers
 from ganjax.errors import ConfigError
 
 

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import data, experiment
+from ganjax import data
+from ganjax.gan import build as experiment
 from ganjax.models import spectral
 from tests.tiny import tiny_config
 

@@ -3,13 +3,16 @@
 import json
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import data, experiment
+from ganjax import data
+from ganjax.gan import build as experiment
+from ganjax.ops import conv, onednn
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.tiny import tiny_config
 
@@ -94,8 +97,15 @@ def _sharded_run(devices: int) -> dict:
 
 @pytest.mark.slow
 def test_one_and_four_devices_give_the_same_losses():
+  """Also: the trainers' convolution backend is oneDNN on one CPU device (when the extension
+  is built and not switched off) and XLA's on a mesh of four, in the compiled step itself."""
   one, four = _sharded_run(1), _sharded_run(4)
   assert one["devices"] == 1 and four["devices"] == 4
+  for config in ("dcgan", "wgan_gp"):
+    assert four[config].pop("conv_backend") == ["xla"]
+    assert four[config].pop("calls_onednn") == [False]
+    assert one[config].pop("conv_backend") == ["auto"]
+    assert one[config].pop("calls_onednn") == [onednn.available()]
   for config in ("dcgan", "wgan_gp"):  # batch norm across devices; gradient penalty
     for key, values in one[config].items():
       # Losses and D outputs to 1e-5; the sum of |params| after two Adam updates to 1e-4 (Adam
@@ -103,3 +113,13 @@ def test_one_and_four_devices_give_the_same_losses():
       rtol = 1e-4 if key == "param_checksum" else 1e-5
       np.testing.assert_allclose(four[config][key], values, rtol=rtol, atol=1e-5,
                                  err_msg=f"{config} {key}")
+
+
+def test_backend_for_a_mesh_of_cpu_devices():
+  """`backend_for`: XLA's convolutions on several CPU devices, the default on one."""
+  cpu = jax.devices("cpu")[0]
+  mesh_of = lambda n: types.SimpleNamespace(devices=np.asarray([cpu] * n))  # what it reads
+  assert conv.backend_for(mesh_of(1)) == "auto"
+  assert conv.backend_for(mesh_of(4)) == "xla"
+  with pytest.raises(ValueError, match="unknown convolution backend 'cudnn'"):
+    conv.check_backend("cudnn")

@@ -1,4 +1,4 @@
-"""experiments/torch_reference.py computes the same networks as ganjax.models.dcgan.
+"""tests/torch_reference.py computes the same networks as ganjax.models.dcgan.
 
 The speed comparison in experiments/bench_train_step.py is only meaningful if both sides run
 the same architecture; this loads ganjax's parameters into the PyTorch reference and compares.
@@ -15,8 +15,7 @@ import pytest
 from ganjax.models import dcgan
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
-import torch_reference as tr  # noqa: E402
+from tests import torch_reference as tr  # noqa: E402
 
 WIDTH, Z_DIM, BATCH = 4, 8, 3
 

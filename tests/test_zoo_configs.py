@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganjax import data, experiment, images, models, train
+from ganjax import data, models, tasks
+from ganjax.data import images
+from ganjax.gan import build as experiment, trainer as gan_trainer
 from ganjax.errors import ConfigError
 from tests.tiny import load_config, tiny_config
 
@@ -23,7 +25,7 @@ ZOO = ["wgan_gp_acgan", "sngan", "sagan", "biggan"]
 def test_trainer_writes_one_grid_row_per_class(tmp_path):
   config = tiny_config("cgan", n_critic=1, num_train_steps=2, log_every_steps=1,
                        sample_every_steps=2, checkpoint_every_steps=2)
-  state = train.train_and_evaluate(config, str(tmp_path))  # raises on a non-finite loss
+  state = tasks.train_and_evaluate(config, str(tmp_path))  # raises on a non-finite loss
   assert int(state.step) == 2
   grid = np.asarray(Image.open(os.path.join(tmp_path, "samples", "step_2.png")))
   side = config.image_size
@@ -47,7 +49,7 @@ def test_config_trains_two_steps_and_samples_each_class(name):
   if config.aux_classifier_weight:
     assert {"d_class_loss", "g_class_loss", "d_real_class_acc"} <= set(metrics)
   assert (state.ema_params is not None) == bool(config.ema_decay)
-  z, labels, rows = train.fixed_sample_inputs(0, gan)
+  z, labels, rows = gan_trainer.fixed_sample_inputs(0, gan.generator)
   samples = jax.jit(gan.sample_fn())(state.sampling_variables, z, labels)
   assert rows == 10 and samples.shape == (80,) + dataset.image_shape
   assert np.all(np.isfinite(np.asarray(samples))) and float(jnp.abs(samples).max()) <= 1

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from ganjax import data, experiment, steps
+from ganjax import data
+from ganjax.gan import build as experiment, steps
 from tests.tiny import tiny_config
 
 

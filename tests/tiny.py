@@ -3,7 +3,7 @@
 import os
 
 from ml_collections import config_flags  # noqa: F401  (keeps absl flags importable)
-import importlib.util
+import importlib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,12 +30,8 @@ CONFIG_OVERRIDES = {
 
 
 def load_config(name: str):
-  """configs/<name>.py's get_config()."""
-  path = os.path.join(REPO_ROOT, "configs", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """The shipped config `name`'s get_config() (``ganjax/configs/<name>.py``)."""
+  return importlib.import_module(f"ganjax.configs.{name}").get_config()
 
 
 def tiny_config(name: str, **overrides):

@@ -29,9 +29,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ganjax import losses
+from ganjax.gan import losses
 from ganjax.errors import ConfigError
-from ganjax.models.conv import DownConv
+from ganjax.ops.conv import DownConv
 
 Array = jax.Array
 LogitsFn = Callable[[Any, Array], Array]

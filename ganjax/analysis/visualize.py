@@ -1,4 +1,4 @@
-"""Command line: ``python -m ganjax.analysis.visualize --workdir RUN --kind KIND --out DIR``.
+"""``ganjax-visualize`` / ``python -m ganjax.analysis.visualize --workdir RUN --kind KIND --out DIR``.
 
 ``--kind`` may be repeated to run several kinds on one restored network.
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 from ganjax import cli  # first: sets up the process before TensorFlow and JAX load
 
 import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
-import json
 import os
 from typing import Any, Callable
 
@@ -40,11 +39,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax import data, images as image_io
+from ganjax import data, tasks
 from ganjax.analysis import gradients
-from ganjax.classifier import make_logits_fn
+from ganjax.classifier.step import make_logits_fn
+from ganjax.data import images as image_io
 from ganjax.errors import ConfigError, DataError
-from ganjax.experiment import read_run_info
+from ganjax.runtime import files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A classifier run or an auxiliary-classifier GAN run.")
@@ -94,53 +94,39 @@ class Subject:
   generate: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None
 
 
-def _load_classifier(workdir: str, step: int | None) -> Subject:
-  from ganjax.classify import load_classifier_run  # pylint: disable=g-import-not-at-top
-  config, network, state = load_classifier_run(workdir, step)
-  _, spec = read_run_info(workdir)
-  return Subject(network, state.model.variables, config, spec.image_shape, spec.class_names,
-                 None)
-
-
-def _load_gan(workdir: str, step: int | None) -> Subject:
-  from ganjax.sampling import load_run  # pylint: disable=g-import-not-at-top
-  config, gan, state = load_run(workdir, step)
-  if not (gan.discriminator.num_classes and getattr(gan.discriminator, "condition", "") == "ac"):
-    raise ConfigError(f"the discriminator of {workdir!r} has no auxiliary classifier "
-                      "(discriminator.condition='ac' with conditional=True)")
+def _generator(gan: Any, state: Any) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+  """``generate(num, seed) -> (images, labels)`` of a conditional GAN, labels cycling."""
   sample = jax.jit(gan.sample_fn())
   num_classes = gan.generator.num_classes
 
   def generate(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     z = jax.random.normal(jax.random.PRNGKey(seed), (num, gan.generator.z_dim), jnp.float32)
-    labels = (np.arange(num) % max(num_classes, 1)).astype(np.int32)
-    fake = sample(state.sampling_variables, z, labels if num_classes else None)
+    labels = (np.arange(num) % num_classes).astype(np.int32)
+    fake = sample(state.sampling_variables, z, labels)
     return np.asarray(jax.device_get(fake)), labels
 
-  return Subject(gan.discriminator, state.discriminator.variables, config,
-                 gan.data.image_shape, gan.data.class_names, generate if num_classes else None)
-
-
-LOADERS: dict[str, Callable[[str, int | None], Subject]] = {
-    "gan": _load_gan,
-    "classifier": _load_classifier,
-}
+  return generate
 
 
 def load_subject(workdir: str, step: int | None = None) -> Subject:
-  """The discriminator of the run in `workdir`, whichever trainer made it."""
-  config, _ = read_run_info(workdir)
-  task = config.get("task", "gan")
-  if task not in LOADERS:
-    raise ConfigError(f"run {workdir!r} has task {task!r}; visualize reads {sorted(LOADERS)}")
-  return LOADERS[task](workdir, step)
+  """The discriminator of the run in `workdir` (`ganjax.tasks.load_run`), whichever task made
+  it; GAN runs need an auxiliary classifier."""
+  run = tasks.load_run(workdir, step)
+  network = run.discriminator
+  if run.gan is not None and not (network.num_classes and
+                                  getattr(network, "condition", "") == "ac"):
+    raise ConfigError(f"the discriminator of {workdir!r} has no auxiliary classifier "
+                      "(discriminator.condition='ac' with conditional=True)")
+  conditional = run.gan is not None and run.gan.generator.num_classes
+  return Subject(network, run.discriminator_variables, run.config, run.spec.image_shape,
+                 run.spec.class_names, _generator(run.gan, run.state) if conditional else None)
 
 
 def _real_batch(subject: Subject, num: int, split: str, dataset: str | None
                 ) -> tuple[np.ndarray, np.ndarray]:
   spec = dataset or subject.config.dataset
   real = data.load_dataset(spec, split, subject.image_shape[0],
-                           data_dir=subject.config.get("data_dir", "") or None)
+                           data_dir=subject.config.data_dir or None)
   images, labels = next(data.iterate_in_order(real, num))
   return data.to_float(images), labels
 
@@ -178,8 +164,8 @@ def _perturb_summary(perturb, subject: Subject, images, labels, step_size: float
       perturb(subject.variables, jnp.asarray(images), jnp.asarray(labels), step_size))
   batches = {"images": images, "gradients": _scaled(np.asarray(grads)), "perturbed": moved}
   for what, name in grids.items():
-    image_io.save_png(image_io.make_grid(np.asarray(batches[what]), rows=rows),
-                      os.path.join(out, name))
+    files.write_png(os.path.join(out, name),
+                    image_io.make_grid(np.asarray(batches[what]), rows=rows))
   true_before = np.take_along_axis(before, labels[:, None], 1)[:, 0]
   true_after = np.take_along_axis(after, labels[:, None], 1)[:, 0]
   return {"num_images": int(len(labels)), "accuracy_before": _accuracy(before, labels),
@@ -242,7 +228,7 @@ def run_max_class(subject: Subject, out: str) -> dict[str, Any]:
   images, before, after, step_size = _ascend(gradients.class_logit_objective(logits_fn),
                                              subject, starts, targets)
   predicted = np.argmax(np.asarray(jax.jit(logits_fn)(subject.variables, images)), -1)
-  image_io.save_png(image_io.make_grid(images, rows=r), os.path.join(out, "max_class.png"))
+  files.write_png(os.path.join(out, "max_class.png"), image_io.make_grid(images, rows=r))
   per_class = {name: {"logit_before": float(np.mean(before[targets == c])),
                       "logit_after": float(np.mean(after[targets == c]))}
                for c, name in enumerate(subject.class_names)}
@@ -270,8 +256,8 @@ def run_max_features(subject: Subject, out: str) -> dict[str, Any]:
     images, before, after, step_size = _ascend(gradients.channel_mean_objective(features_fn),
                                                subject, start, channels)
     name = f"max_features_layer{layer}.png"
-    image_io.save_png(image_io.make_grid(images, rows=max(1, int(np.sqrt(len(channels))))),
-                      os.path.join(out, name))
+    grid = image_io.make_grid(images, rows=max(1, int(np.sqrt(len(channels)))))
+    files.write_png(os.path.join(out, name), grid)
     summary["step_size"] = step_size
     summary["layers"][str(layer)] = {
         "module": "/".join(path), "channels": channels.tolist(),
@@ -298,10 +284,14 @@ def main(argv: list[str]) -> None:
     summary = KINDS[kind](subject, FLAGS.out)
     summary["workdir"] = os.path.abspath(FLAGS.workdir)
     path = os.path.join(FLAGS.out, f"{kind}.json")
-    with open(path, "w") as f:
-      json.dump(summary, f, indent=2)
+    files.write_json(path, summary)
     print(f"wrote {', '.join(summary['files'])} and {os.path.basename(path)} to {FLAGS.out}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The console script."""
   cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

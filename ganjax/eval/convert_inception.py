@@ -107,6 +107,11 @@ def main(argv: list[str]) -> None:
   print(f"wrote {out} (sha256 {inception.variables_digest(inception.load_variables(out))[:16]})")
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The console script."""
   define_flags()
   cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

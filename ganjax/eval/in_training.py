@@ -14,7 +14,7 @@ When the FID is the best so far the state is also saved to ``WORKDIR/best_fid/<s
 orbax checkpoint manager keeping one) and ``WORKDIR/best_fid.json`` records the step, FID, IS,
 reference key and protocol; a resumed run reads it back, so "best" spans the whole run.
 
-A population (`ganjax.population_train`) evaluates every member with one shared `Scorer`:
+A population (`ganjax.population.trainer`) evaluates every member with one shared `Scorer`:
 member i's images use latents of its own seed (``config.seed + i``, as its single run would),
 its scalars are ``member_<i>/fid`` etc., and its best-FID checkpoint (member i's own state) and
 record are in ``WORKDIR/member_<i>/``.
@@ -22,7 +22,6 @@ record are in ``WORKDIR/member_<i>/``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -34,13 +33,14 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from ganjax import checkpoints, data
+from ganjax import data
 from ganjax.errors import ConfigError
 from ganjax.eval import fid, inception
 from ganjax.eval.inception_score import inception_score
-from ganjax.experiment import GAN
-from ganjax.sampling import Sampler
-from ganjax.state import GANState
+from ganjax.eval.sampling import Sampler
+from ganjax.gan.build import GAN
+from ganjax.gan.state import GANState
+from ganjax.runtime import checkpoints, files
 
 BEST_DIR = "best_fid"
 BEST_FILE = "best_fid.json"
@@ -56,20 +56,20 @@ class Scorer:
 
   def __init__(self, config: ml_collections.ConfigDict, gan: GAN, mesh: Mesh,
                dataset: data.ImageDataset):
-    self.num_samples = config.get("eval_num_samples", 10_000)
+    self.num_samples = config.eval_num_samples
     if self.num_samples < IS_SPLITS:
       raise ConfigError(f"eval_num_samples={self.num_samples} is too few for FID / IS (at "
                         f"least {IS_SPLITS})")
-    self.extractor = inception.load(config.get("inception_path", "") or None, mesh=mesh)
-    self.sampler = Sampler(gan, mesh, config.get("eval_batch_size", 250))
-    reference = config.get("fid_reference", "")
+    self.extractor = inception.load(config.inception_path or None, mesh=mesh)
+    self.sampler = Sampler(gan, mesh, config.eval_batch_size)
+    reference = config.fid_reference
     if reference:
       self.ref_dataset, self.ref_split = fid.parse_reference(reference)
       self.loaded = None
     else:
       self.ref_dataset, self.ref_split = config.dataset, config.split
       self.loaded = dataset
-    self.ref_num = config.get("fid_reference_num_images", 0)
+    self.ref_num = config.fid_reference_num_images
     self.image_size = config.image_size
     self.data_dir = config.data_dir or None
     self.reference: fid.Statistics | None = None
@@ -139,11 +139,7 @@ class Evaluation:
     self.best = {"step": step, **metrics, "reference": self.scorer.reference_key,
                  "num_samples": self.scorer.num_samples, "protocol": self.scorer.protocol}
     if self.is_chief:
-      os.makedirs(self.workdir, exist_ok=True)
-      path = os.path.join(self.workdir, BEST_FILE)
-      with open(path + ".tmp", "w") as f:
-        json.dump(self.best, f, indent=2)
-      os.replace(path + ".tmp", path)
+      files.write_json(os.path.join(self.workdir, BEST_FILE), self.best)
     logging.info("best FID so far%s (%.4g at step %d): saved %s/%s/%d",
                  f" of {self.label}" if self.label else "", metrics["fid"], step, self.workdir,
                  BEST_DIR, step)
@@ -154,22 +150,19 @@ class Evaluation:
 
 
 def _read_best(path: str) -> dict[str, Any] | None:
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  return files.read_json(path) if os.path.exists(path) else None
 
 
 def evaluates_fid(config: ml_collections.ConfigDict) -> bool:
   """Whether the run evaluates FID / IS: ``eval_every_steps`` > 0 and ``eval_fid`` on."""
-  return bool(config.get("eval_every_steps", 0) and config.get("eval_fid", True))
+  return bool(config.eval_every_steps and config.eval_fid)
 
 
 def make_evaluation(config: ml_collections.ConfigDict, workdir: str, gan: GAN, mesh: Mesh,
                     dataset: data.ImageDataset, writer: metric_writers.MetricWriter
                     ) -> Evaluation | None:
-  """The run's periodic evaluation, or None when ``eval_every_steps`` is 0 (or absent) or
-  ``eval_fid`` is off."""
+  """The run's periodic evaluation, or None when ``eval_every_steps`` is 0 or ``eval_fid`` is
+  off."""
   if not evaluates_fid(config):
     return None
   return Evaluation(Scorer(config, gan, mesh, dataset), workdir, writer, seed=config.seed,

@@ -36,9 +36,9 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-from ganjax import distributed
+from ganjax.runtime import mesh as mesh_lib
 from ganjax.errors import ConfigError
-from ganjax.models.conv import conv_general_dilated
+from ganjax.ops import conv
 
 PyTree = Any
 INPUT_SIZE = 299
@@ -106,7 +106,7 @@ class BasicConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     ph, pw = self.padding
     x = nn.Conv(self.features, self.kernel, self.strides, padding=((ph, ph), (pw, pw)),
-                use_bias=False, conv_general_dilated=conv_general_dilated, name="conv")(x)
+                use_bias=False, conv_general_dilated=conv.conv_general_dilated, name="conv")(x)
     x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPSILON, name="bn")(x)
     return nn.relu(x)
 
@@ -245,12 +245,15 @@ def init_variables(rng: jax.Array) -> PyTree:
   return FIDInceptionV3().init(rng, jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
 
 
-def make_features_fn(size: int = INPUT_SIZE) -> Callable[[PyTree, jax.Array], dict[str, jax.Array]]:
-  """The pure ``features(variables, uint8 images) -> {'pool', 'logits_unbiased'}``."""
+def make_features_fn(size: int = INPUT_SIZE, conv_backend: str = "auto"
+                     ) -> Callable[[PyTree, jax.Array], dict[str, jax.Array]]:
+  """The pure ``features(variables, uint8 images) -> {'pool', 'logits_unbiased'}``, its
+  convolutions computed by `conv_backend` (`ganjax.ops.conv.BACKENDS`)."""
   model = FIDInceptionV3()
 
   def features(variables: PyTree, images: jax.Array) -> dict[str, jax.Array]:
-    return model.apply(variables, preprocess(images, size))
+    with conv.backend_scope(conv_backend):
+      return model.apply(variables, preprocess(images, size))
 
   return features
 
@@ -332,7 +335,7 @@ class InceptionExtractor:
 
   def __init__(self, variables: PyTree, *, mesh: Mesh | None = None, batch_size: int = 50,
                digest: str | None = None, _size: int = INPUT_SIZE):
-    self.mesh = Mesh(np.asarray(jax.devices()), ("data",)) if mesh is None else mesh
+    self.mesh = mesh_lib.make_mesh() if mesh is None else mesh
     self.num_devices = self.mesh.devices.size
     self.batch_size = _round_up(max(batch_size, 1), self.num_devices)
     self.digest = variables_digest(variables) if digest is None else digest
@@ -340,7 +343,8 @@ class InceptionExtractor:
     replicated = NamedSharding(self.mesh, P())
     self.split = NamedSharding(self.mesh, P("data"))
     self.variables = jax.device_put(variables, replicated)
-    self._features = jax.jit(make_features_fn(_size), in_shardings=(replicated, self.split),
+    features = make_features_fn(_size, conv.backend_for(self.mesh))
+    self._features = jax.jit(features, in_shardings=(replicated, self.split),
                              out_shardings=self.split)
 
   def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -356,9 +360,9 @@ class InceptionExtractor:
       take = len(batch)
       if take < chunk:
         batch = np.concatenate([batch, np.zeros((chunk - take,) + batch.shape[1:], np.uint8)])
-      out = self._features(self.variables, distributed.global_array(batch, self.split))
+      out = self._features(self.variables, mesh_lib.global_array(batch, self.split))
       for k in outputs:
-        outputs[k].append(distributed.host_array(out[k])[:take].astype(np.float32))
+        outputs[k].append(mesh_lib.host_array(out[k])[:take].astype(np.float32))
     return {k: np.concatenate(v) for k, v in outputs.items()}
 
 
@@ -380,7 +384,7 @@ def load(path: str | None = None, *, mesh: Mesh | None = None, batch_size: int |
   default batch; a 299x299 batch of 50 takes a few GB on the CPU).
   """
   path = default_weights_path() if path is None else os.path.expanduser(path)
-  mesh = Mesh(np.asarray(jax.devices()), ("data",)) if mesh is None else mesh
+  mesh = mesh_lib.make_mesh() if mesh is None else mesh
   batch_size = PER_DEVICE_BATCH * mesh.devices.size if batch_size is None else batch_size
   variables = load_variables(path)
   size = int(os.environ.get(_TEST_INPUT_SIZE_ENV) or INPUT_SIZE)

@@ -43,6 +43,7 @@ class SelfAttention(nn.Module):
   pool_keys: bool = True
   weight_init: str = "ortho"
   dtype: Any = None
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -51,7 +52,7 @@ class SelfAttention(nn.Module):
       raise ValueError(f"SelfAttention needs at least 8 channels, got {c}")
     conv = lambda features, name: layers.conv(
         features, 1, name=name, spectral_norm=self.spectral_norm, init=self.weight_init,
-        use_bias=False, dtype=self.dtype)
+        use_bias=False, dtype=self.dtype, backend=self.conv_backend)
     theta = conv(c // 8, "theta")(x).reshape(b, h * w, c // 8)
     phi = conv(c // 8, "phi")(x)
     g = conv(c // 2, "g")(x)

@@ -43,6 +43,7 @@ class Generator(nn.Module):
   attention_resolution: int = 16
   weight_init: str = "ortho"
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, *, train: bool = True) -> Array:
@@ -64,11 +65,12 @@ class Generator(nn.Module):
     h = h.reshape(z.shape[0], 4, 4, self.width)
     for i, (res, cond) in enumerate(zip(resolutions, conds)):
       h = resnet.GeneratorBlock(self.width, "vector", 0, self.spectral_norm, self.weight_init,
-                                self.dtype, name=f"block{i}")(h, cond, train=train)
+                                self.dtype, self.conv_backend, name=f"block{i}")(h, cond,
+                                                                                  train=train)
       if res == self.attention_resolution:
         h = SelfAttention(self.spectral_norm, weight_init=self.weight_init, dtype=self.dtype,
-                          name="attention")(h)
+                          conv_backend=self.conv_backend, name="attention")(h)
     h = nn.relu(conditioning.generator_batch_norm(train, self.dtype, "bn_out")(h))
     h = layers.conv(self.channels, 3, name="to_rgb", spectral_norm=self.spectral_norm,
-                    init=self.weight_init, dtype=self.dtype)(h)
+                    init=self.weight_init, dtype=self.dtype, backend=self.conv_backend)(h)
     return jnp.tanh(h).astype(jnp.float32)

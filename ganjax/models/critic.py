@@ -53,6 +53,7 @@ class Critic(nn.Module):
   spectral_norm: bool = False
   weight_init: str = "torch"
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, x: Array, labels: Array | None = None, *,
@@ -63,7 +64,8 @@ class Critic(nn.Module):
       h = conditioning.label_planes(h, labels, self.num_classes)
     for i, stride in enumerate(STRIDES):
       h = layers.conv(self.width, 3, name=f"conv{i + 1}", strides=stride,
-                      spectral_norm=self.spectral_norm, init=self.weight_init, dtype=self.dtype)(h)
+                      spectral_norm=self.spectral_norm, init=self.weight_init, dtype=self.dtype,
+                      backend=self.conv_backend)(h)
       h = layers.normalization(self.norm, train=train, dtype=self.dtype, name=f"norm{i + 1}")(h)
       h = nn.leaky_relu(h, self.negative_slope)
       if self.dropout:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.models import conditioning, layers
-from ganjax.models.conv import DownConv, UpConv, conv_general_dilated
+from ganjax.ops.conv import DownConv, UpConv, conv_fn
 
 Array = jax.Array
 dcgan_init = nn.initializers.normal(0.02)
@@ -46,6 +46,7 @@ class Generator(nn.Module):
   channels: int = 3
   num_classes: int = 0
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, *, train: bool = True) -> Array:
@@ -59,10 +60,10 @@ class Generator(nn.Module):
     x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name="project_bn")(x))
     for i in range(n_up):
       x = UpConv(self.width * 2**(n_up - 1 - i), kernel_init=dcgan_init, dtype=self.dtype,
-                 name=f"up{i}")(x)
+                 backend=self.conv_backend, name=f"up{i}")(x)
       x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name=f"bn{i}")(x))
     x = nn.Conv(self.channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
-                conv_general_dilated=conv_general_dilated, name="to_rgb")(x)
+                conv_general_dilated=conv_fn(self.conv_backend), name="to_rgb")(x)
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -83,6 +84,7 @@ class Discriminator(nn.Module):
   condition: str = "input"
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, x: Array, labels: Array | None = None, *,
@@ -93,7 +95,7 @@ class Discriminator(nn.Module):
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
     conv = lambda features, name: nn.Conv(features, (3, 3), padding=1, kernel_init=dcgan_init,
                                           dtype=self.dtype, name=name,
-                                          conv_general_dilated=conv_general_dilated)
+                                          conv_general_dilated=conv_fn(self.conv_backend))
     h = x.astype(self.dtype)
     if self.condition == "input" and self.num_classes:
       h = conditioning.label_planes(h, labels, self.num_classes)
@@ -101,7 +103,8 @@ class Discriminator(nn.Module):
       features = self.width * 2**i
       h = conv(features, f"conv{i}a")(h)
       h = act(h if i == 0 else norm(f"norm{i}a")(h))
-      h = DownConv(features, kernel_init=dcgan_init, dtype=self.dtype, name=f"conv{i}b")(h)
+      h = DownConv(features, kernel_init=dcgan_init, dtype=self.dtype,
+                   backend=self.conv_backend, name=f"conv{i}b")(h)
       h = act(norm(f"norm{i}b")(h))
     h = act(norm("norm_out")(conv(self.width * 2**n_down, "conv_out")(h)))
     h = jnp.sum(h, axis=(1, 2))

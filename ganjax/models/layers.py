@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ganjax.errors import ConfigError
-from ganjax.models.conv import conv_general_dilated
+from ganjax.ops.conv import conv_fn
 from ganjax.models.spectral import maybe_spectral
 
 Array = Any
@@ -88,13 +88,14 @@ def initializer(name: str) -> Callable[..., Array]:
 
 def conv(features: int, kernel: int, *, name: str, spectral_norm: bool = False,
          init: str = "ortho", strides: int = 1, use_bias: bool = True,
-         dtype: Any = None) -> Callable[[Array], Array]:
-  """A 'same'-padded k x k convolution (PyTorch padding k // 2), spectrally normalized or not."""
+         dtype: Any = None, backend: str = "auto") -> Callable[[Array], Array]:
+  """A 'same'-padded k x k convolution (PyTorch padding k // 2), spectrally normalized or not,
+  computed by the convolution `backend` (`ganjax.ops.conv.BACKENDS`)."""
   pad = kernel // 2
   return maybe_spectral(functools.partial(
       nn.Conv, features, (kernel, kernel), strides=(strides, strides), padding=pad,
       use_bias=use_bias, kernel_init=initializer(init), dtype=dtype,
-      conv_general_dilated=conv_general_dilated), spectral_norm, name)
+      conv_general_dilated=conv_fn(backend)), spectral_norm, name)
 
 
 def dense(features: int, *, name: str, spectral_norm: bool = False, init: str = "ortho",

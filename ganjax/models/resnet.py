@@ -56,6 +56,7 @@ class GeneratorBlock(nn.Module):
   spectral_norm: bool = False
   weight_init: str = "ortho"
   dtype: Any = None
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   def _norm(self, name: str, train: bool):
     if self.conditional == "labels":
@@ -73,7 +74,7 @@ class GeneratorBlock(nn.Module):
   def __call__(self, x: Array, cond: Array | None, *, train: bool) -> Array:
     conv = lambda k, name: layers.conv(self.features, k, name=name,
                                        spectral_norm=self.spectral_norm, init=self.weight_init,
-                                       dtype=self.dtype)
+                                       dtype=self.dtype, backend=self.conv_backend)
     h = nn.relu(self._norm("bn1", train)(x, cond))
     h = conv(3, "conv1")(layers.upsample_nearest2(h))
     h = nn.relu(self._norm("bn2", train)(h, cond))
@@ -93,6 +94,7 @@ class Generator(nn.Module):
   attention_resolution: int = 0
   weight_init: str = "ortho"
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, z: Array, labels: Array | None = None, *, train: bool = True) -> Array:
@@ -104,13 +106,14 @@ class Generator(nn.Module):
     conditional = "labels" if self.num_classes else "none"
     for i, res in enumerate(resolutions):
       h = GeneratorBlock(self.width, conditional, self.num_classes, self.spectral_norm,
-                         self.weight_init, self.dtype, name=f"block{i}")(h, labels, train=train)
+                         self.weight_init, self.dtype, self.conv_backend,
+                         name=f"block{i}")(h, labels, train=train)
       if res == self.attention_resolution:
         h = SelfAttention(self.spectral_norm, weight_init=self.weight_init, dtype=self.dtype,
-                          name="attention")(h)
+                          conv_backend=self.conv_backend, name="attention")(h)
     h = nn.relu(conditioning.generator_batch_norm(train, self.dtype, "bn_out")(h))
     h = layers.conv(self.channels, 3, name="to_rgb", spectral_norm=self.spectral_norm,
-                    init=self.weight_init, dtype=self.dtype)(h)
+                    init=self.weight_init, dtype=self.dtype, backend=self.conv_backend)(h)
     return jnp.tanh(h).astype(jnp.float32)
 
 
@@ -124,12 +127,13 @@ class DiscriminatorBlock(nn.Module):
   spectral_norm: bool = False
   weight_init: str = "ortho"
   dtype: Any = None
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     conv = lambda k, name: layers.conv(self.features, k, name=name,
                                        spectral_norm=self.spectral_norm, init=self.weight_init,
-                                       dtype=self.dtype)
+                                       dtype=self.dtype, backend=self.conv_backend)
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype,
                                              name=name)
     down = layers.avg_pool2 if self.downsample else (lambda t: t)
@@ -165,6 +169,7 @@ class Discriminator(nn.Module):
   dropout: float = 0.0
   weight_init: str = "ortho"
   dtype: Any = jnp.float32
+  conv_backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, x: Array, labels: Array | None = None, *,
@@ -180,10 +185,11 @@ class Discriminator(nn.Module):
     attended = False
     for i, (down, res) in enumerate(zip(downs, resolutions)):
       h = DiscriminatorBlock(self.width, down, i == 0, self.norm, self.spectral_norm,
-                             self.weight_init, self.dtype, name=f"block{i}")(h, train=train)
+                             self.weight_init, self.dtype, self.conv_backend,
+                             name=f"block{i}")(h, train=train)
       if res == self.attention_resolution and not attended:
         h = SelfAttention(self.spectral_norm, weight_init=self.weight_init, dtype=self.dtype,
-                          name="attention")(h)
+                          conv_backend=self.conv_backend, name="attention")(h)
         attended = True
     h = jnp.sum(nn.relu(h), axis=(1, 2))
     if self.dropout:

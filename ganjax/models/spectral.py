@@ -17,7 +17,7 @@ differentiated, and sigma is differentiated through W only, as in PyTorch.
 When does u move? A layer runs one power iteration (and stores the new u, v) exactly when the
 ``'spectral'`` collection is mutable in the ``apply`` call; otherwise it uses the stored u, v
 as they are (sigma = v^T W u), as PyTorch does in eval mode. The training step
-(`ganjax.steps`) makes ``'spectral'`` mutable only in the first training-mode application of
+(`ganjax.gan.steps`) makes ``'spectral'`` mutable only in the first training-mode application of
 each player per update of that player: the discriminator's pass on the real batch of each
 critic update, and the generator's pass in the generator update. The other applications in the
 step (the fake batch and the gradient-penalty pass, which therefore normalize by the same

@@ -1,0 +1,224 @@
+"""2-D convolutions on the CPU through oneDNN, called from inside XLA programs (XLA FFI).
+
+XLA's CPU backend (jaxlib 0.10) runs convolutions with YNNPACK, whose kernel gradients and
+strided / input-dilated convolutions are 1.3-7x slower on this workload than oneDNN, the
+library PyTorch uses (measured in the project's performance notes). The optional extension
+``ganjax._onednn_conv`` (``csrc/onednn_conv.cc``, built by ``setup.py``) exposes oneDNN's three
+convolution passes as XLA FFI handlers. For ``y = F(x, w)`` with strides ``s`` and padding
+``p`` (NHWC activations, HWIO kernels)::
+
+    F(x, w)[n, o, f]  = sum_{k, c} x[n, s*o + k - p, c] w[k, c, f]          forward
+    D(g, w)[n, i, c]  = sum_{o, k, f : s*o + k - p = i} g[n, o, f] w[k, c, f]  backward data
+    W(x, g)[k, c, f]  = sum_{n, o} x[n, s*o + k - p, c] g[n, o, f]          backward weights
+
+(one spatial axis shown). All three are bilinear pieces of one trilinear form
+``<F(x, w), g> = <x, D(g, w)> = <w, W(x, g)>``, so each one's vector-Jacobian product is made
+of the other two:
+
+* ``F(x, w)`` with cotangent ``g``: ``x_bar = D(g, w)``, ``w_bar = W(x, g)``;
+* ``D(g, w)`` with cotangent ``h``: ``g_bar = F(h, w)``, ``w_bar = W(h, g)``;
+* ``W(x, g)`` with cotangent ``k``: ``x_bar = D(g, k)``, ``g_bar = F(x, k)``.
+
+Reverse-mode derivatives of any order (the gradient penalty's double backward) therefore stay
+on oneDNN. ``D`` with a flipped kernel is also the transposed convolution (`conv.UpConv`).
+Under `jax.vmap` the handlers get a leading batch of independent convolutions
+(``vmap_method="broadcast_all"``): a population of models with their own weights.
+
+Two algorithms compute each pass (`Window.algorithm`): oneDNN's direct convolution
+primitives (``"direct"``), or the im2col form (``"gemm"``): one matrix product per chunk of the
+minibatch between the matrix of input patches ``col[(n, o), (k, c)] = x[n, s*o + k - p, c]``
+and the kernel read as a ``[KH*KW*C, F]`` matrix (``D`` scatters the patch gradients
+``g w^T`` back onto the image; ``W = col^T g``). By default `conv` and `conv_transpose` take the
+GEMM form for outputs of at most `GEMM_MAX_OUTPUT_PIXELS` pixels per image, where oneDNN's
+direct kernels have too few rows to block over.
+
+Only float32 with 2 spatial dimensions is handled; `conv.conv_general_dilated` routes
+everything else, and every non-CPU platform, to `jax.lax.conv_general_dilated`.
+
+Several CPU devices: XLA's partitioner does not know how to split an FFI call, so under a
+batch-sharded ``jax.jit`` over a mesh of CPU devices it gathers the operands and runs each
+oneDNN call whole on every device (the results are the same; the devices do not share the
+convolution work). So the trainers build their models with the ``"xla"`` convolution backend
+on a mesh of several CPU devices (`ganjax.ops.conv.backend_for`); GPUs and TPUs are unaffected.
+
+Switching it off: ``GANJAX_ONEDNN=0`` in the environment (read once, when the extension would
+be loaded), or ``with onednn.disabled(): ...`` around the tracing of a function (for example
+to get XLA's cost analysis, which cannot see into the FFI calls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ctypes
+import functools
+import importlib
+import os
+import pathlib
+from importlib import metadata
+from typing import Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+_TARGETS = {"forward": "ganjax_onednn_conv_forward",
+            "backward_data": "ganjax_onednn_conv_backward_data",
+            "backward_weights": "ganjax_onednn_conv_backward_weights"}
+
+
+def _preload_library() -> None:
+  """Loads ``libdnnl.so.3`` from the ``onednn-cpu-gomp`` wheel (it is not on the loader path)."""
+  for f in metadata.files("onednn-cpu-gomp") or []:
+    path = pathlib.Path(f.locate())
+    if path.name == "libdnnl.so.3" and path.exists():
+      ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+      return
+  raise ImportError("libdnnl.so.3 is not in the onednn-cpu-gomp distribution")
+
+
+@functools.cache
+def _load() -> tuple[bool, str]:
+  """Loads the extension and registers its handlers once per process: (ok, reason)."""
+  if os.environ.get("GANJAX_ONEDNN", "1") == "0":
+    return False, "switched off by GANJAX_ONEDNN=0"
+  try:
+    _preload_library()
+    extension = importlib.import_module("ganjax._onednn_conv")
+  except (ImportError, OSError, metadata.PackageNotFoundError) as e:
+    return False, f"{type(e).__name__}: {e}"
+  for attr, target in _TARGETS.items():
+    jax.ffi.register_ffi_target(target, getattr(extension, attr), platform="cpu")
+  return True, (f"oneDNN {extension.onednn_version_major}."
+                f"{extension.onednn_version_minor}")
+
+
+_DISABLED = contextvars.ContextVar("ganjax_onednn_disabled", default=False)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+  """Functions traced inside this context use XLA's convolutions, not oneDNN's."""
+  token = _DISABLED.set(True)
+  try:
+    yield
+  finally:
+    _DISABLED.reset(token)
+
+
+def available() -> bool:
+  """Whether convolutions traced now can use oneDNN (built, loaded, not switched off)."""
+  return not _DISABLED.get() and _load()[0]
+
+
+def status() -> str:
+  """The oneDNN version in use, or why the extension could not be loaded."""
+  return _load()[1]
+
+
+ALGORITHMS = {"direct": 0, "gemm": 1}
+# Outputs of at most this many pixels per image (4x4) run as im2col + GEMM by default.
+GEMM_MAX_OUTPUT_PIXELS = 16
+
+
+class Window(NamedTuple):
+  """The static part of one convolution: shapes, strides, explicit padding, the algorithm."""
+
+  x_shape: tuple[int, int, int, int]  # N, H, W, C
+  w_shape: tuple[int, int, int, int]  # KH, KW, C, F
+  strides: tuple[int, int]
+  padding: Padding
+  algorithm: str = "direct"  # a key of ALGORITHMS
+
+  @classmethod
+  def make(cls, x_shape, w_shape, strides, padding, algorithm: str | None = None) -> "Window":
+    """A window with tuple fields; ``algorithm=None`` picks one by the output size."""
+    window = cls(tuple(x_shape), tuple(w_shape), tuple(strides),
+                 tuple(tuple(p) for p in padding))
+    if algorithm is None:
+      _, ho, wo, _ = window.y_shape
+      algorithm = "gemm" if ho * wo <= GEMM_MAX_OUTPUT_PIXELS else "direct"
+    if algorithm not in ALGORITHMS:
+      raise ValueError(f"onednn: unknown algorithm {algorithm!r}; expected one of "
+                       f"{sorted(ALGORITHMS)}")
+    return window._replace(algorithm=algorithm)
+
+  @property
+  def y_shape(self) -> tuple[int, int, int, int]:
+    n, h, w, _ = self.x_shape
+    kh, kw, _, f = self.w_shape
+    (pt, pb), (pl, pr) = self.padding
+    return (n, (h + pt + pb - kh) // self.strides[0] + 1,
+            (w + pl + pr - kw) // self.strides[1] + 1, f)
+
+  def attributes(self) -> dict[str, np.int64]:
+    (pt, pb), (pl, pr) = self.padding
+    values = dict(stride_h=self.strides[0], stride_w=self.strides[1], pad_top=pt,
+                  pad_bottom=pb, pad_left=pl, pad_right=pr,
+                  algorithm=ALGORITHMS[self.algorithm])
+    return {k: np.int64(v) for k, v in values.items()}
+
+
+def _call(target: str, a: Array, b: Array, out_shape: tuple[int, ...], window: Window) -> Array:
+  if not available():
+    raise RuntimeError(f"the oneDNN convolution extension is not available: {status()}")
+  call = jax.ffi.ffi_call(_TARGETS[target], jax.ShapeDtypeStruct(out_shape, jnp.float32),
+                          vmap_method="broadcast_all")
+  return call(a, b, **window.attributes())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def forward(x: Array, w: Array, window: Window) -> Array:
+  """``F(x, w)``: the convolution, ``[N, H, W, C] x [KH, KW, C, F] -> [N, Ho, Wo, F]``."""
+  return _call("forward", x, w, window.y_shape, window)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def backward_data(g: Array, w: Array, window: Window) -> Array:
+  """``D(g, w)``: the input gradient of `forward` for output cotangent ``g``."""
+  return _call("backward_data", g, w, window.x_shape, window)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def backward_weights(x: Array, g: Array, window: Window) -> Array:
+  """``W(x, g)``: the kernel gradient of `forward` for output cotangent ``g``."""
+  return _call("backward_weights", x, g, window.w_shape, window)
+
+
+def _save(fn):
+  return lambda a, b, window: (fn(a, b, window), (a, b))
+
+
+forward.defvjp(_save(forward), lambda window, res, g: (
+    backward_data(g, res[1], window), backward_weights(res[0], g, window)))
+backward_data.defvjp(_save(backward_data), lambda window, res, h: (
+    forward(h, res[1], window), backward_weights(h, res[0], window)))
+backward_weights.defvjp(_save(backward_weights), lambda window, res, k: (
+    backward_data(res[1], k, window), forward(res[0], k, window)))
+
+
+def conv(x: Array, w: Array, strides: tuple[int, int], padding: Padding,
+         algorithm: str | None = None) -> Array:
+  """A strided, explicitly padded NHWC / HWIO float32 convolution on oneDNN.
+
+  ``algorithm``: ``"direct"``, ``"gemm"`` or ``None`` (by the output size, see `Window.make`).
+  """
+  return forward(x, w, Window.make(x.shape, w.shape, strides, padding, algorithm))
+
+
+def conv_transpose(x: Array, w: Array, out_shape: tuple[int, int, int, int],
+                   strides: tuple[int, int], padding: Padding,
+                   algorithm: str | None = None) -> Array:
+  """The transposed convolution ``D(x, w)``: the input gradient of ``conv(., w)`` at ``x``.
+
+  ``w`` is the kernel of the forward convolution, ``[KH, KW, out_shape[-1], x.shape[-1]]``;
+  ``algorithm`` as in `conv` (chosen by the size of ``x``, the forward convolution's output).
+  """
+  window = Window.make(out_shape, w.shape, strides, padding, algorithm)
+  if window.y_shape != tuple(x.shape):
+    raise ValueError(f"conv_transpose: an output of shape {out_shape} does not map to an input "
+                     f"of shape {x.shape} with strides {strides} and padding {padding}")
+  return backward_data(x, w, window)

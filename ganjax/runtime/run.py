@@ -1,0 +1,136 @@
+"""A run directory: where one task writes its checkpoints, metrics and ``run_info.json``.
+
+``WORKDIR/run_info.json`` records the config and the data spec a run was trained with, so the
+tools that read a run later (sampling, FID, analysis, reports) need neither the config file nor
+the data. `read_run_info` fills keys a run recorded before they existed with today's defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from absl import logging
+import jax
+from jax.sharding import Mesh
+import ml_collections
+
+from ganjax.configs import default
+from ganjax.data.spec import DataSpec
+from ganjax.errors import ConfigError, NonFiniteLossError
+from ganjax.ops import conv
+from ganjax.runtime import checkpoints, files, mesh as mesh_lib, metrics
+
+RUN_INFO_FILE = "run_info.json"
+
+
+def write_run_info(workdir: str, config: ml_collections.ConfigDict, spec: DataSpec,
+                   source: str) -> None:
+  """Records the config and the data spec a run was trained with."""
+  files.write_json(os.path.join(workdir, RUN_INFO_FILE), {
+      "config": config.to_dict(), "image_shape": list(spec.image_shape),
+      "class_names": list(spec.class_names), "data_source": source})
+
+
+def _merge(base: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+  out = dict(base)
+  for key, value in stored.items():
+    out[key] = (_merge(base[key], value) if isinstance(value, dict) and
+                isinstance(base.get(key), dict) else value)
+  return out
+
+
+def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, DataSpec]:
+  """The config (over today's defaults) and the data spec of the run in `workdir`."""
+  path = os.path.join(workdir, RUN_INFO_FILE)
+  if not os.path.exists(path):
+    raise ConfigError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")
+  info = files.read_json(path)
+  config = _merge(default.get_config().to_dict(), info["config"])
+  spec = DataSpec(tuple(info["image_shape"]), tuple(info["class_names"]))
+  return ml_collections.ConfigDict(config), spec
+
+
+def last_checkpoint_text(step: int | None) -> str:
+  """What a failing run still has on disk: the end of its non-finite-loss message."""
+  if step is None:
+    return "no checkpoint was written"
+  return f"the last checkpoint (step {step}) is intact"
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+  """Whether every float leaf of `tree` is finite."""
+  leaves = [jax.numpy.all(jax.numpy.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+  return jax.numpy.all(jax.numpy.stack(leaves)) if leaves else jax.numpy.array(True)
+
+
+class Run:
+  """The run directory of one task: mesh, writer, checkpoints, run_info.
+
+  Attributes:
+    workdir: the directory.
+    mesh: all devices of every process (`ganjax.runtime.mesh.make_mesh`).
+    conv_backend: the models' convolution backend on this mesh (`ganjax.ops.conv.backend_for`).
+    is_chief: process 0, the one that writes logs, images and JSON files.
+    writer: the clu metric writer (TensorBoard events on the chief; for a population of
+      `members`, ``member_<i>/<name>`` metrics go to ``WORKDIR/member_<i>/``).
+    ckpt: the orbax checkpoint manager of ``WORKDIR/checkpoints``.
+  """
+
+  def __init__(self, workdir: str, keep_checkpoints: int, mesh: Mesh | None = None,
+               members: int = 0):
+    self.workdir = workdir
+    self.mesh = mesh_lib.make_mesh() if mesh is None else mesh
+    self.conv_backend = conv.backend_for(self.mesh)
+    logging.info("convolutions: %s", conv.describe_backend(self.conv_backend, self.mesh))
+    self.is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    self.writer = metrics.make_writer(workdir, self.is_chief, members)
+    self.ckpt = checkpoints.manager(os.path.join(workdir, "checkpoints"), keep_checkpoints)
+    self.last_saved_step: int | None = None
+
+  @property
+  def replicated(self) -> jax.sharding.NamedSharding:
+    return mesh_lib.replicated(self.mesh)
+
+  def write_run_info(self, config: ml_collections.ConfigDict, spec: DataSpec,
+                     source: str) -> None:
+    if self.is_chief:
+      write_run_info(self.workdir, config, spec, source)
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.workdir, *parts)
+
+  def restore_or_init(self, init: Callable[[jax.Array], Any], rng: jax.Array) -> Any:
+    """The latest checkpoint's state, or ``init(rng)`` (replicated over the mesh)."""
+    latest = self.ckpt.latest_step()
+    if latest is None:
+      logging.info("initializing a new run in %s", self.workdir)
+      return jax.jit(init, out_shardings=self.replicated)(rng)
+    logging.info("resuming from %s/checkpoints/%d", self.workdir, latest)
+    target = checkpoints.abstract_state(init, rng, self.replicated)
+    self.last_saved_step = latest
+    return checkpoints.restore(self.ckpt, target, latest)
+
+  def checkpoint_text(self) -> str:
+    return last_checkpoint_text(self.last_saved_step)
+
+  def save(self, step: int, state: Any) -> None:
+    """Checkpoints `state` as `step` (once per step; never from non-finite parameters)."""
+    if step == self.last_saved_step:
+      return
+    if not bool(all_finite(state)):
+      raise NonFiniteLossError(f"parameters became non-finite by step {step}; not saving them. "
+                               f"{self.checkpoint_text()}")
+    checkpoints.save(self.ckpt, state, step)
+    self.last_saved_step = step
+
+  def flush(self) -> None:
+    self.ckpt.wait_until_finished()
+    self.writer.flush()
+
+  def close(self) -> None:
+    self.ckpt.close()
+    self.writer.close()
