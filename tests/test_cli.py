@@ -19,8 +19,10 @@ from tests.tiny import tiny_config, tiny_flags
 pytestmark = pytest.mark.slow
 
 
-def run_cli(workdir, config="dcgan", *flags, env=None, timeout=900):
-  cmd = [sys.executable, "-m", "ganjax.main", f"--config=configs/{config}.py",
+def run_cli(workdir, config="dcgan", *flags, env=None, timeout=900, by_name=False):
+  """``python -m ganjax.main`` with the config given by its path (or by its name)."""
+  config_arg = config if by_name else f"configs/{config}.py"
+  cmd = [sys.executable, "-m", "ganjax.main", f"--config={config_arg}",
          f"--workdir={workdir}", *flags]
   return subprocess.run(cmd, cwd=REPO_ROOT, env=subprocess_env(**(env or {})),
                         capture_output=True, text=True, timeout=timeout)
