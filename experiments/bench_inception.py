@@ -1,10 +1,10 @@
 """Feature-extraction speed: ganjax's Inception extractor vs pytorch-fid, same images, one run.
 
-  PYTHONPATH=$PWD python experiments/bench_inception.py [--num 2000] [--batch 50] [--threads 2]
+  python -m experiments.bench_inception [--num 2000] [--batch 50] [--threads 2] [--synthetic]
 
 Both sides get the same uint8 32x32 CIFAR-10 test images (the first `--num` of
 ``folder:/work/data/cifar10`` in `ganjax.data` order; ``--synthetic`` for `ganjax.data`'s
-synthetic images) and the same random weights (`random_inception.random_state_dict`), in
+synthetic images) and the same random weights (`tests.random_inception.random_state_dict`), in
 batches of `--batch`, resized to 299x299 inside each network:
 
 * ganjax: ``ganjax.eval.inception.load(path, batch_size=B)(images)`` (jit over a mesh of all
@@ -21,27 +21,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import jax
-import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import random_inception  # noqa: E402  pylint: disable=g-import-not-at-top
-from ganjax import data  # noqa: E402  pylint: disable=g-import-not-at-top
-from ganjax.eval import convert_inception, inception  # noqa: E402  pylint: disable=g-import-not-at-top
+from ganjax import data
+from ganjax.eval import convert_inception, inception
+from tests import random_inception
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--num", type=int, default=2000)
-  parser.add_argument("--batch", type=int, default=50)
-  parser.add_argument("--threads", type=int, default=2)
-  parser.add_argument("--root", default="/work/data/cifar10")
-  parser.add_argument("--synthetic", action="store_true")
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--num", type=int, default=2000, help="images to extract features of")
+  parser.add_argument("--batch", type=int, default=50, help="images per batch, both sides")
+  parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+  parser.add_argument("--root", default="/work/data/cifar10",
+                      help="CIFAR-10 image folder (the test split's images)")
+  parser.add_argument("--synthetic", action="store_true",
+                      help="ganjax.data's synthetic images instead of --root")
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   spec = f"synthetic:{args.num}" if args.synthetic else f"folder:{args.root}"

@@ -1,26 +1,32 @@
 """A population step (K GANs in one vmapped jit) against K sequential single-run steps.
 
-  python experiments/bench_population.py [--sizes 1,4,8] [--width 16] [--batch 32]
-                                          [--rounds 3] [--window 2]
+  python -m experiments.bench_population [--sizes 1,4,8] [--width 16] [--batch 32]
+                                         [--rounds 3] [--window 2]
 
-For each K: `ganjax.population.PopulationGAN`'s step (``jax.vmap`` of the pure train step over
-K stacked DCGAN states, own batches per member, one `jax.jit`, state donated) and K single-run
-steps (the same config's `train_step` under one `jax.jit`, called once per member) are timed in
-alternating windows after compilation and warm-up, on fixed synthetic 32x32 batches (data
-loading excluded). One "population iteration" = one update of all K GANs either way, so
+For each K: `ganjax.population.build.PopulationGAN`'s step (``jax.vmap`` of the pure train step
+over K stacked DCGAN states, own batches per member, one `jax.jit`, state donated) and K
+single-run steps (the same config's `train_step` under one `jax.jit`, called once per member)
+are timed in alternating windows after compilation and warm-up, on fixed synthetic 32x32
+batches (data loading excluded). Both are built and jitted as the trainers build them
+(`build_population` / `build_gan` with the convolution backend of the mesh of all devices,
+state replicated, batches split over the mesh). One "population iteration" = one update of all
+K GANs either way, so
 
   speedup = (K sequential single steps, seconds) / (one population step, seconds)
 
 and population steps/s * K = GAN-updates/s. Other processes share the machine's cores, so
 absolute speeds drift; the ratio within a round is the figure that counts (median over rounds).
 
-Measured on the shared 2-core CPU (width 16, batch 32, load average 9-12): speedup 0.82x at
-K=1, 0.33x at K=4, 0.35x at K=8 -- the population step is about 3x SLOWER than K sequential
-steps here. `jax.vmap` of a convolution whose weights carry the member axis becomes one grouped
+Measured on the shared 2-core CPU with XLA's convolutions (before ganjax ran them on oneDNN;
+``GANJAX_ONEDNN=0`` now), width 16, batch 32, load average 9-12: speedup 0.82x at K=1, 0.33x at
+K=4, 0.35x at K=8 -- the population step was about 3x SLOWER than K sequential steps.
+`jax.vmap` of a convolution whose weights carry the member axis becomes one grouped
 convolution (``feature_group_count=K``), and XLA's CPU backend runs grouped convolutions on a
-slow path (like the other layout-sensitive convolution cases in PERF_NOTES.md). The one-program
-population pays off where grouped/batched convolutions are fast (GPUs, TPUs); on this CPU,
-populations buy the bookkeeping (one run, per-member outputs, a summary), not speed.
+slow path (like the other layout-sensitive convolution cases in docs/PERF_NOTES.md). The
+oneDNN convolutions take the member axis as a batch of independent convolutions
+(`ganjax.ops.onednn`), not as one grouped convolution. The one-program population pays off
+where grouped/batched convolutions are fast (GPUs, TPUs); on this CPU with XLA's convolutions,
+populations bought the bookkeeping (one run, per-member outputs, a summary), not speed.
 """
 
 from __future__ import annotations
@@ -28,28 +34,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--sizes", default="1,4,8")
-  ap.add_argument("--width", type=int, default=16)
+  ap.add_argument("--sizes", default="1,4,8", help="comma-separated population sizes K")
+  ap.add_argument("--width", type=int, default=16, help="generator and discriminator width")
   ap.add_argument("--z_dim", type=int, default=64)
-  ap.add_argument("--batch", type=int, default=32)
+  ap.add_argument("--batch", type=int, default=32, help="batch per member")
   ap.add_argument("--rounds", type=int, default=3)
   ap.add_argument("--window", type=int, default=2, help="iterations per timing window")
   return ap.parse_args(argv)
 
 
 def _config(args, k):
-  sys.path.insert(0, str(ROOT))
-  from ganjax import default_config  # pylint: disable=g-import-not-at-top
-  c = default_config.get_config()
+  from ganjax.configs import default  # pylint: disable=g-import-not-at-top
+  c = default.get_config()
   c.update(dataset="synthetic:256", image_size=32, batch_size=args.batch)
   c.generator.update(width=args.width, z_dim=args.z_dim)
   c.discriminator.update(width=args.width)
@@ -60,29 +61,42 @@ def _config(args, k):
 
 def bench(args, k):
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp
-  import numpy as np
-  from ganjax import data, experiment, population  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from ganjax import data  # pylint: disable=g-import-not-at-top
+  from ganjax.gan.build import build_gan  # pylint: disable=g-import-not-at-top
+  from ganjax.ops import conv  # pylint: disable=g-import-not-at-top
+  from ganjax.population import build as population  # pylint: disable=g-import-not-at-top
+  from ganjax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
 
   config = _config(args, k)
   dataset = data.load_dataset(config.dataset, "train", 32)
-  spec = experiment.DataSpec(dataset.image_shape, dataset.class_names)
+  spec = data.DataSpec(dataset.image_shape, dataset.class_names)
   batches = [data.training_batch(dataset, seed=s, step=0, batch_size=args.batch)
              for s in range(k)]
+  mesh = mesh_lib.make_mesh()
+  backend, replicated = conv.backend_for(mesh), mesh_lib.replicated(mesh)
+  in_step = mesh_lib.data_sharding(mesh)  # the batch's sharding constraint inside the step
 
   if k > 1:
-    pop = population.build_population(config, spec)
+    pop = population.build_population(config, spec, in_step, backend)
   else:  # a population of one: the vmapped step over a member axis of size 1
-    pop = population.PopulationGAN(experiment.build_gan(config, spec),
+    pop = population.PopulationGAN(build_gan(config, spec, in_step, backend),
                                    population.Population(1, {}, False), (0,), {}, {})
-  pop_state = jax.jit(pop.init)(pop.rngs())
-  pop_step = jax.jit(pop.train_step(), donate_argnums=0)
+  member_batches = mesh_lib.batch_sharding(mesh, 2)  # [K, n_critic, B, ...]
+  pop_state = jax.jit(pop.init, out_shardings=replicated)(pop.rngs())
+  pop_step = jax.jit(pop.train_step(), in_shardings=(replicated, member_batches, replicated),
+                     out_shardings=(replicated, replicated), donate_argnums=0)
   hyper = {n: jnp.asarray(v) for n, v in pop.hyper.items()}
-  stacked = jax.device_put(jax.tree.map(lambda *x: np.stack(x), *batches))
-  gan = experiment.build_gan(config, spec)  # the same program for every member
-  single_step = jax.jit(gan.train_step(), donate_argnums=0)
-  singles = [jax.jit(gan.init)(jax.random.PRNGKey(i)) for i in range(k)]
-  single_batches = [jax.device_put(b) for b in batches]
+  stacked = jax.device_put(jax.tree.map(lambda *x: np.stack(x), *batches), member_batches)
+  gan = build_gan(config, spec, in_step, backend)  # the same program for every member
+  single_batch = mesh_lib.batch_sharding(mesh)  # [n_critic, B, ...]
+  single_step = jax.jit(gan.train_step(), in_shardings=(replicated, single_batch),
+                        out_shardings=(replicated, replicated), donate_argnums=0)
+  singles = [jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(i))
+             for i in range(k)]
+  single_batches = [jax.device_put(b, single_batch) for b in batches]
 
   def run_population(n):
     nonlocal pop_state

@@ -1,7 +1,7 @@
 """ganjax's training iteration against the same iteration in PyTorch, on the CPU.
 
-  python experiments/bench_train_step.py --model dcgan   [--rounds 8] [--window 3]
-  python experiments/bench_train_step.py --model wgan_gp [--xla_flags="..."] [variant options]
+  python -m experiments.bench_train_step --model dcgan   [--rounds 8] [--window 3]
+  python -m experiments.bench_train_step --model wgan_gp [--xla_flags="..."] [variant options]
 
 Fairness: both frameworks run in this one process, in alternating timing windows (JAX then
 PyTorch, the order flipping every round), each window `--window` iterations after warm-up and
@@ -12,9 +12,15 @@ its median over rounds. PyTorch uses 2 threads (torch.set_num_threads), JAX its 
 thread pool (one thread per core). XLA flags are read when JAX starts, so each flag set needs its
 own process: pass them with --xla_flags (applied before JAX is imported).
 
-The JAX side is ganjax's real step (`ganjax.steps.make_train_step` over
-`ganjax.models.dcgan`), one `jax.jit` with the state donated; PyTorch is
-experiments/torch_reference.py (eager, channels_last unless --torch_format=nchw).
+The JAX side is ganjax's real step, built as the trainer builds it: the shipped ``dcgan`` /
+``wgan_gp`` config (`ganjax.configs`) with this script's batch, widths, LeakyReLU slope and
+critic normalization, `ganjax.gan.build.build_gan` with the convolution backend of the mesh of
+all devices (`ganjax.ops.conv.backend_for`), one `jax.jit` with the state replicated and
+donated and the batch split over the mesh. ``--up_impl`` / ``--down_impl`` choose the form of
+the generator's transposed and the discriminator's strided convolutions (`ganjax.ops.conv`),
+``--variant`` the research patches of `experiments.variants`; ``--variant_b``,
+``--up_impl_b`` and ``--down_impl_b`` time a second JAX step with those changes in the same
+rounds. PyTorch is `tests.torch_reference` (eager, channels_last unless --torch_format=nchw).
 One iteration = n_critic discriminator updates + one generator update, batch 64; images/s
 counts the generator batch (64 per iteration).
 """
@@ -30,11 +36,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def parse_args(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def make_parser(description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentParser:
+  """This benchmark's options (`experiments.benchmark_train` adds its own)."""
+  ap = argparse.ArgumentParser(description=description)
   ap.add_argument("--model", choices=["dcgan", "wgan_gp"], default="dcgan")
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--width", type=int, default=64)
@@ -52,59 +57,86 @@ def parse_args(argv=None):
                   help="torch.set_flush_denormal(True) (XLA's CPU code flushes denormals already)")
   ap.add_argument("--critic_norm", choices=["layer", "none"], default="layer",
                   help="WGAN-GP critic normalization (ganjax's config uses layer norm)")
-  ap.add_argument("--negative_slope", type=float, default=0.1)
-  ap.add_argument("--up_impl", default="auto", help="UpConv impl for the JAX generator")
+  ap.add_argument("--negative_slope", type=float, default=0.1,
+                  help="LeakyReLU slope of both discriminators (the shipped configs keep "
+                       "the model's 0.2)")
+  ap.add_argument("--up_impl", default="auto",
+                  help="UpConv impl of the JAX generator (ganjax.ops.conv: auto, onednn, "
+                       "phase, transpose)")
+  ap.add_argument("--down_impl", default="auto",
+                  help="DownConv impl of the JAX discriminator (ganjax.ops.conv: auto, onednn, "
+                       "phase, strided)")
   ap.add_argument("--scan_critic", action="store_true",
                   help="lax.scan over the critic updates instead of unrolling")
   ap.add_argument("--variant", default="",
-                  help="comma-separated research variants (see experiments/variants.py)")
+                  help="comma-separated research variants (see experiments.variants: "
+                       "onednn_direct)")
   ap.add_argument("--variant_b", default=None,
                   help="also time a second JAX step with these variants added (same process, "
                        "alternating windows); reports jax_b's ratio to torch and to jax")
   ap.add_argument("--up_impl_b", default=None, help="UpConv impl of the second JAX step")
+  ap.add_argument("--down_impl_b", default=None, help="DownConv impl of the second JAX step")
   ap.add_argument("--skip_torch", action="store_true")
   ap.add_argument("--dump_hlo", default=None, help="write the optimized HLO text here")
   ap.add_argument("--compile_only", action="store_true",
                   help="compile (and --dump_hlo) the JAX step, report slow-path convolutions, exit")
   ap.add_argument("--json", default=None, help="append the result as a JSON line to this file")
-  return ap.parse_args(argv)
+  return ap
 
 
-def build_jax_step(args, extra_variants=(), up_impl=None):
-  import jax
-  import jax.numpy as jnp
-  import optax
+def parse_args(argv=None):
+  return make_parser().parse_args(argv)
 
-  from ganjax import losses, state as state_lib, steps
-  from ganjax.models import conv, dcgan
 
-  sys.path.insert(0, str(Path(__file__).resolve().parent))
-  import variants  # research-only model/step variants
+def apply_xla_flags(args) -> None:
+  """Appends ``--xla_flags`` to XLA_FLAGS (read once, when JAX starts: call this first)."""
+  if args.xla_flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
 
-  dcgan.UpConv = functools.partial(conv.UpConv, impl=up_impl or args.up_impl)
-  variants.apply((args.variant.split(",") if args.variant else []) + list(extra_variants))
+
+def jax_config(args):
+  """The shipped config of ``--model`` with this benchmark's batch, widths and critic."""
+  from ganjax.configs import dcgan, wgan_gp  # pylint: disable=g-import-not-at-top
 
   wgan = args.model == "wgan_gp"
-  gen = dcgan.Generator(z_dim=128, width=args.width)
-  disc = dcgan.Discriminator(width=args.width, norm=args.critic_norm if wgan else "batch",
-                             negative_slope=args.negative_slope)
-  if wgan:
-    tx = optax.adam(1e-4, b1=0.0, b2=0.9)
-    options = steps.StepOptions(objective=losses.OBJECTIVES["wasserstein"], n_critic=5,
-                                gradient_penalty=10.0, unroll_critic=not args.scan_critic)
-  else:
-    tx = optax.adam(2e-4, b1=0.5, b2=0.999)
-    options = steps.StepOptions(objective=losses.OBJECTIVES["nonsaturating"], n_critic=1,
-                                unroll_critic=not args.scan_critic)
-  step = steps.make_train_step(gen, disc, tx, tx, options)
-  state = jax.jit(functools.partial(state_lib.create_state, generator=gen, discriminator=disc,
-                                    g_tx=tx, d_tx=tx, image_shape=(32, 32, 3)))(
-                                        jax.random.PRNGKey(0))
-  key = jax.random.PRNGKey(1)
-  images = jax.random.uniform(key, (options.n_critic, args.batch, 32, 32, 3), jnp.float32,
-                              -1.0, 1.0)
-  batch = {"image": images, "label": jnp.zeros((options.n_critic, args.batch), jnp.int32)}
-  jitted = jax.jit(step, donate_argnums=0)
+  config = (wgan_gp if wgan else dcgan).get_config()
+  config.batch_size = args.batch
+  config.unroll_critic = not args.scan_critic
+  config.generator.update(z_dim=128, width=args.width)
+  config.discriminator.update(width=args.width, negative_slope=args.negative_slope,
+                              norm=args.critic_norm if wgan else "batch")
+  return config
+
+
+def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from experiments import variants  # pylint: disable=g-import-not-at-top
+  from ganjax.data import DataSpec  # pylint: disable=g-import-not-at-top
+  from ganjax.gan.build import build_gan  # pylint: disable=g-import-not-at-top
+  from ganjax.models import dcgan  # pylint: disable=g-import-not-at-top
+  from ganjax.ops import conv, onednn  # pylint: disable=g-import-not-at-top
+  from ganjax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+
+  # The forms of the 4x4 stride-2 convolutions, for the models traced from here on.
+  dcgan.UpConv = functools.partial(conv.UpConv, impl=up_impl or args.up_impl)
+  dcgan.DownConv = functools.partial(conv.DownConv, impl=down_impl or args.down_impl)
+  variants.apply((args.variant.split(",") if args.variant else []) + list(extra_variants))
+
+  mesh = mesh_lib.make_mesh()
+  gan = build_gan(jax_config(args), DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
+                  conv.backend_for(mesh))
+  replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  state = jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))
+  n_critic = gan.options.n_critic
+  images = jax.random.uniform(jax.random.PRNGKey(1), (n_critic, args.batch, 32, 32, 3),
+                              jnp.float32, -1.0, 1.0)
+  batch = jax.device_put({"image": images,
+                          "label": jnp.zeros((n_critic, args.batch), jnp.int32)}, batches)
+  step = gan.train_step()
+  jitted = jax.jit(step, in_shardings=(replicated, batches),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
   t0 = time.perf_counter()
   compiled = jitted.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
@@ -112,7 +144,6 @@ def build_jax_step(args, extra_variants=(), up_impl=None):
     Path(args.dump_hlo).write_text(compiled.as_text())
   flops = None
   try:  # XLA cannot see into the oneDNN calls: count the same step with XLA's convolutions
-    from ganjax.models import onednn
     with onednn.disabled():  # a new function object: a fresh trace, not the cached one
       cost = jax.jit(lambda s, b: step(s, b)).lower(state, batch).cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
@@ -138,7 +169,7 @@ def build_jax_step(args, extra_variants=(), up_impl=None):
 
 def generic_path_convolutions(hlo_text: str) -> int:
   """Convolutions left outside YNNPACK fusions in an optimized CPU HLO module."""
-  count, in_ynn = 0, False
+  count = 0
   ynn_computations = set()
   for line in hlo_text.splitlines():
     if '"kind":"__ynn_fusion"' in line and "calls=" in line:
@@ -159,9 +190,9 @@ def np_images(images):
 
 
 def build_torch_step(args, images, torch_format=None, compile_modules=False):
-  import torch
-  sys.path.insert(0, str(Path(__file__).resolve().parent))
-  import torch_reference as tr
+  import torch  # pylint: disable=g-import-not-at-top
+
+  from tests import torch_reference as tr  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(args.torch_threads)
   if args.torch_flush_denormal:
@@ -190,17 +221,14 @@ def build_torch_step(args, images, torch_format=None, compile_modules=False):
 
 def main(argv=None):
   args = parse_args(argv)
-  if args.xla_flags:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
-  sys.path.insert(0, str(ROOT))
-  import jax
+  apply_xla_flags(args)
 
   jax_run, images, compile_s, flops = build_jax_step(args)
   runs = {"jax": jax_run}
-  if args.variant_b is not None or args.up_impl_b:
-    # Patches only add up, so the first step (already compiled) is unaffected.
+  if args.variant_b is not None or args.up_impl_b or args.down_impl_b:
+    # The first step is compiled already: the patches of the second do not reach it.
     runs["jax_b"] = build_jax_step(args, [v for v in (args.variant_b or "").split(",") if v],
-                                   args.up_impl_b)[0]
+                                   args.up_impl_b, args.down_impl_b)[0]
   if not args.skip_torch:
     runs["torch"] = build_torch_step(args, images)
     for extra in filter(None, args.torch_extra.split(",")):
@@ -221,7 +249,7 @@ def main(argv=None):
   per_it = {name: statistics.median(ts) for name, ts in times.items()}
   result = {
       "model": args.model, "batch": args.batch, "variant": args.variant,
-      "up_impl": args.up_impl, "scan_critic": args.scan_critic,
+      "up_impl": args.up_impl, "down_impl": args.down_impl, "scan_critic": args.scan_critic,
       "xla_flags": os.environ.get("XLA_FLAGS", ""), "torch_format": args.torch_format,
       "torch_flush_denormal": args.torch_flush_denormal,
       "load_average_1min": round(os.getloadavg()[0], 1),
@@ -242,6 +270,7 @@ def main(argv=None):
   if "jax_b" in runs:
     result["variant_b"] = args.variant_b
     result["up_impl_b"] = args.up_impl_b
+    result["down_impl_b"] = args.down_impl_b
     result["jax_b_images_per_s"] = round(args.batch / per_it["jax_b"], 2)
     result["ratio_b_vs_a"] = round(statistics.median(
         ta / tb for ta, tb in zip(times["jax"], times["jax_b"])), 3)

@@ -1,8 +1,8 @@
 """ganjax's training iteration against PyTorch on the same work: images/s, ratio, GFLOP, peak.
 
-  python experiments/benchmark_train.py --model dcgan   [--rounds 6] [--window 3]
-  python experiments/benchmark_train.py --model wgan_gp [--rounds 6] [--window 1]
-  python experiments/benchmark_train.py --model dcgan --full_table   # every variant below
+  python -m experiments.benchmark_train --model dcgan   [--rounds 6] [--window 3]
+  python -m experiments.benchmark_train --model wgan_gp [--rounds 6] [--window 1]
+  python -m experiments.benchmark_train --model dcgan --full_table   # every variant below
 
 `--full_table` adds, in the same rounds: for DCGAN, ganjax with the generator's transposed
 convolutions in their dilated form (UpConv impl='transpose', the computation of
@@ -10,10 +10,11 @@ convolutions in their dilated form (UpConv impl='transpose', the computation of
 for WGAN-GP, PyTorch eager NCHW (Inductor has no double backward for the gradient penalty, and
 the dilated generator takes minutes per iteration).
 
-The measurement is `bench_train_step.py`'s (ganjax's real `ganjax.steps.make_train_step`, one
-`jax.jit`, state donated, against `torch_reference.py`'s eager PyTorch iteration of the same
-architecture, optimizer and batch, in one process and alternating timing windows after
-warm-up; any of its options can be passed through). This front end adds the machine's measured
+The measurement is `experiments.bench_train_step`'s (ganjax's real step as the trainer builds
+it with `ganjax.gan.build.build_gan`, one `jax.jit`, state donated, against
+`tests.torch_reference`'s eager PyTorch iteration of the same architecture, optimizer and batch,
+in one process and alternating timing windows after warm-up; any of its options can be passed
+through, ``--help`` lists them). This front end adds the machine's measured
 float32 matmul peak (the best of a few 2048^3 `jnp.dot`s, GFLOP/s) and prints a table:
 
   | side | images/s | ms/iteration | GFLOP/s | fraction of matmul peak |
@@ -31,9 +32,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from experiments import bench_train_step  # imports no JAX: XLA flags still apply
 
 
 def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -56,8 +56,10 @@ def table(result: dict, peak: float) -> str:
   batch, gflop = result["batch"], result.get("gflop_per_iter")
   rows = [("ganjax (JAX)", result["jax_images_per_s"])]
   if "jax_b_images_per_s" in result:
-    b = ", ".join(filter(None, [result.get("variant_b"), result.get("up_impl_b") and
-                                f"UpConv impl={result['up_impl_b']!r}"]))
+    b = ", ".join(filter(None, [result.get("variant_b"),
+                                result.get("up_impl_b") and f"UpConv impl={result['up_impl_b']!r}",
+                                result.get("down_impl_b") and
+                                f"DownConv impl={result['down_impl_b']!r}"]))
     if result.get("up_impl_b") == "transpose":
       b += " (flax.linen.ConvTranspose's dilated convolution)"
     rows.append((f"ganjax with {b}", result["jax_b_images_per_s"]))
@@ -92,18 +94,18 @@ def _without_xla_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
-  import bench_train_step  # pylint: disable=g-import-not-at-top
-
-  full_table = "--full_table" in argv
+  parser = bench_train_step.make_parser(__doc__.split("\n\n")[0])
+  parser.add_argument("--full_table", action="store_true",
+                      help="also time, in the same rounds, the dilated generator (DCGAN), "
+                           "PyTorch eager NCHW and torch.compile (DCGAN)")
+  args = parser.parse_args(argv)
   argv = [a for a in argv if a != "--full_table"]
-  args = bench_train_step.parse_args(argv)
-  if full_table:
+  if args.full_table:
     # The dilated (ConvTranspose) generator runs its kernel gradients on XLA's generic path:
     # minutes per WGAN-GP iteration, so that row is DCGAN's only, as is torch.compile's.
     argv += (["--torch_extra=nchw"] if args.model == "wgan_gp" else
              ["--up_impl_b=transpose", "--torch_extra=nchw,compile"])
-  if args.xla_flags:  # before JAX starts, as bench_train_step does
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+  bench_train_step.apply_xla_flags(args)  # before JAX starts
   peak = matmul_peak_gflops()
   # Prints its JSON result line, then the table below.
   result = bench_train_step.main(_without_xla_flags(argv))

@@ -1,9 +1,9 @@
 """FID statistics of real CIFAR-10 images: ganjax.eval.fid vs pytorch-fid, same random weights.
 
-  PYTHONPATH=$PWD python experiments/fid_parity.py [--root /work/data/cifar10] [--num 10000]
+  python -m experiments.fid_parity [--root /work/data/cifar10] [--num 10000]
 
-1. Random FID Inception weights (`random_inception.random_state_dict`, seed 0) are saved as a
-   ``.pth`` and converted by ``python -m ganjax.eval.convert_inception``.
+1. Random FID Inception weights (`tests.random_inception.random_state_dict`, seed 0) are saved
+   as a ``.pth`` and converted by ``python -m ganjax.eval.convert_inception``.
 2. For each split (test, then train), the first `--num` images of ``folder:ROOT`` as
    `ganjax.data.load_dataset` orders them (uint8 32x32) go through
    `ganjax.eval.fid.reference_statistics` (ganjax's extractor, streaming float64 statistics).
@@ -30,11 +30,10 @@ import numpy as np
 from PIL import Image
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import random_inception  # noqa: E402  pylint: disable=g-import-not-at-top
-from ganjax import data  # noqa: E402  pylint: disable=g-import-not-at-top
-from ganjax.eval import fid, inception  # noqa: E402  pylint: disable=g-import-not-at-top
-from pytorch_fid import fid_score  # noqa: E402  pylint: disable=g-import-not-at-top
+from ganjax import data
+from ganjax.eval import fid, inception
+from pytorch_fid import fid_score
+from tests import random_inception
 
 
 def rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,11 +54,12 @@ def write_pngs(images: np.ndarray, folder: str) -> list[str]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--root", default="/work/data/cifar10")
-  parser.add_argument("--num", type=int, default=10_000)
-  parser.add_argument("--out", default="/tmp/ganjax_fid_parity")
-  parser.add_argument("--threads", type=int, default=2)
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--root", default="/work/data/cifar10", help="CIFAR-10 image folder")
+  parser.add_argument("--num", type=int, default=10_000, help="images per split")
+  parser.add_argument("--out", default="/tmp/ganjax_fid_parity",
+                      help="weights, PNG files and both sides' statistics")
+  parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   os.makedirs(args.out, exist_ok=True)

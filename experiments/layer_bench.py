@@ -1,25 +1,22 @@
 """Per-layer CPU timing of the DCGAN's convolutions: forward + backward (input and kernel grads).
 
-Each JAX form in layer_forms.py and PyTorch channels_last run in alternating windows in this one
-process; the figure per form is the median over rounds of (torch time / form time) in the same
-round, so load from other processes on the machine cancels out.
+  python -m experiments.layer_bench [--rounds 5] [--batch 64] [--only up,down,s1] [--forms ...]
 
-  python experiments/layer_bench.py [--rounds 5] [--batch 64]
+Each JAX form in `experiments.layer_forms` and PyTorch channels_last run in alternating windows
+in this one process; the figure per form is the median over rounds of (torch time / form time)
+in the same round, so load from other processes on the machine cancels out. The JAX forms are
+XLA's convolutions (YNNPACK), not ganjax's oneDNN ones.
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 
-import layer_forms as lf
+from experiments import layer_forms as lf
 
 UP_LAYERS = [(512, 256, 4), (256, 128, 8), (128, 64, 16)]  # (C, F, H_in)
 DOWN_LAYERS = [(64, 64, 32), (128, 128, 16), (256, 256, 8)]
@@ -63,11 +60,12 @@ def torch_layer(kind, c, f, h, n):
 
 
 def main():
-  ap = argparse.ArgumentParser()
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--rounds", type=int, default=5)
-  ap.add_argument("--reps", type=int, default=3)
+  ap.add_argument("--reps", type=int, default=3, help="calls per form and round")
   ap.add_argument("--batch", type=int, default=64)
-  ap.add_argument("--only", default="up,down,s1")
+  ap.add_argument("--only", default="up,down,s1",
+                  help="layer groups: up (transposed), down (strided), s1 (3x3 stride 1)")
   ap.add_argument("--forms", default=None, help="comma-separated form names to time (default all)")
   ap.add_argument("--torch_threads", type=int, default=2)
   args = ap.parse_args()

@@ -3,16 +3,16 @@
 Every function maps (x NHWC, kernel) -> y with the semantics of
   up:   flax.linen.ConvTranspose(F, (4, 4), strides=2, padding=((2, 2), (2, 2)))  (kernel [4,4,C,F])
   down: flax.linen.Conv(F, (4, 4), strides=2, padding=((1, 1), (1, 1)))          (kernel [4,4,C,F])
+
+`UP` and `DOWN` name the forms `experiments.layer_bench` times (``--forms``); all but
+``ganjax_phase`` / ``phase`` (`ganjax.ops.conv`'s phase forms) are XLA convolutions and dots
+written here. The findings are in docs/PERF_NOTES.md (rows 2-9 of the findings, the per-layer
+table).
 """
-import sys
-from pathlib import Path
-
-import jax
-import jax.numpy as jnp
 from jax import lax
+import jax.numpy as jnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ganjax.models import conv as ganjax_conv  # noqa: E402
+from ganjax.ops import conv as ganjax_conv
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -73,11 +73,6 @@ def _phase3x3_kernel(k):
   return jnp.stack(rows)  # [3,3,C,2,2,F]
 
 
-def _fix_taps():
-  # taps[a][u]: offset u in {0,1,2} (input m-1, m, m+1); a=0 uses K0 at m-1, K2 at m; a=1 uses K1 at m, K3 at m+1
-  return {0: (0, 2, None), 1: (None, 1, 3)}
-
-
 def up_phase3x3(x, k):
   n, h, w, c = x.shape
   f = k.shape[-1]
@@ -109,11 +104,13 @@ def up_matmul(x, k):
   """1x1 'conv' to all 16 taps (one GEMM), then overlap-add (col2im)."""
   n, h, w, c = x.shape
   f = k.shape[-1]
-  z = jnp.einsum("nhwc,ckf->nhwkf", x, k.transpose(2, 0, 1, 3).reshape(c, 16 * f) .reshape(c, 16, f))
+  z = jnp.einsum("nhwc,ckf->nhwkf", x, k.transpose(2, 0, 1, 3).reshape(c, 16, f))
   z = z.reshape(n, h, w, 4, 4, f)
   zp = jnp.pad(z, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
-  # y[2m+a] = sum over (offset d in {m-1,m,m+1}, tap) per _PHASE: a=0: z[m-1,K0]+z[m,K2]; a=1: z[m,K1]+z[m+1,K3]
-  sel = {0: ((0, 0), (1, 2)), 1: ((1, 1), (2, 3))}  # a -> ((offset idx in padded, tap), (offset, tap))
+  # y[2m+a] = sum over (offset d in {m-1,m,m+1}, tap) per _PHASE:
+  # a=0: z[m-1,K0]+z[m,K2]; a=1: z[m,K1]+z[m+1,K3]
+  # a -> ((offset index in the padded z, tap), (offset, tap))
+  sel = {0: ((0, 0), (1, 2)), 1: ((1, 1), (2, 3))}
   rows = []
   for a in (0, 1):
     row = []
@@ -155,6 +152,7 @@ def down_im2col(x, k):
   return jnp.einsum("nhwkc,kcf->nhwf", p, k.reshape(16, c, f))
 
 
-UP = {"lax": up_lax, "phase4": up_phase4, "ganjax_phase": ganjax_conv.up_conv_phase, "phase3x3": up_phase3x3, "phase2x2": up_phase2x2, "matmul": up_matmul}
+UP = {"lax": up_lax, "phase4": up_phase4, "ganjax_phase": ganjax_conv.up_conv_phase,
+      "phase3x3": up_phase3x3, "phase2x2": up_phase2x2, "matmul": up_matmul}
 DOWN = {"lax": down_lax, "s2d": down_s2d, "im2col": down_im2col,
         "phase": ganjax_conv.down_conv_phase}

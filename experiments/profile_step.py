@@ -1,18 +1,22 @@
 """Where the CPU time of ganjax's training iteration goes, per XLA thunk and per convolution.
 
-  python experiments/profile_step.py --model dcgan [--iterations 2] [bench_train_step options]
+  python -m experiments.profile_step --model dcgan [--iterations 2] [bench_train_step options]
 
-Builds the same jitted step as experiments/bench_train_step.py (no PyTorch side), runs one
+Builds the same jitted step as `experiments.bench_train_step` (the trainer's step, no PyTorch
+side; its options for the JAX step, ``--xla_flags`` and ``--variant`` included, apply), runs one
 warm-up iteration, traces `--iterations` iterations with `jax.profiler.trace`, and reads the
 trace (the XSpace protobuf, through TensorFlow's copy of the proto) together with the optimized
 HLO of the same executable. It prints:
 
 * thread time per kind of thunk, summed over XLA's worker threads (``ynn_fusion`` is a
   convolution or dot run by YNNPACK; the rest are XLA's own loop fusions and copies);
-* per YNNPACK fusion: time, GFLOP (2 x output size x window x input features, from the HLO)
-  and GFLOP/s, grouped into forward / input-gradient convolutions (small windows) and
-  kernel-gradient convolutions (XLA writes ``dW`` as a convolution whose window is the whole
-  image), then the slowest fusions.
+* per YNNPACK fusion (the convolutions XLA runs itself, all of them with ``GANJAX_ONEDNN=0``):
+  time, GFLOP (2 x output size x window x input features, from the HLO) and GFLOP/s, grouped
+  into forward / input-gradient convolutions (small windows) and kernel-gradient convolutions
+  (XLA writes ``dW`` as a convolution whose window is the whole image), then the slowest
+  fusions;
+* per oneDNN call (`ganjax.ops.onednn`): calls and wall time of the calling thread per
+  iteration, by pass, operand shapes and algorithm.
 
 Thread times are summed over the worker threads, so they can exceed wall time when thunks run
 side by side; compare them as fractions. A YNNPACK fusion can itself use every core (its
@@ -21,20 +25,16 @@ parallel loops), so its GFLOP/s is the rate while it runs, not a per-core figure
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_train_step  # noqa: E402  pylint: disable=g-import-not-at-top
-from ganjax.models import onednn  # noqa: E402  pylint: disable=g-import-not-at-top
+from experiments import bench_train_step
 
 _SHAPE = r"f32\[([\d,]*)\]"
 
@@ -79,6 +79,9 @@ def fusion_ops(hlo: str) -> dict[str, list[tuple[str, float, str]]]:
 
 def ffi_calls(hlo: str) -> dict[str, str]:
   """``{ffi_call name: "pass [operand] * [operand] (algorithm)"}`` for the oneDNN calls."""
+  # Imported here, not at the top: it starts JAX, which must come after --xla_flags.
+  from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
+
   out = {}
   for m in re.finditer(r"%(ffi_call[\.\d]*) = .*?custom_call_target=\"ganjax_onednn_conv_(\w+)\", "
                        r"operand_layout_constraints=\{f32\[([\d,]*)\]\S*, f32\[([\d,]*)\]"
@@ -111,24 +114,25 @@ def thunk_times(trace_dir: str) -> tuple[collections.Counter, collections.Counte
 
 
 def main(argv: list[str] | None = None) -> None:
-  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--iterations", type=int, default=2)
+  ap = bench_train_step.make_parser(__doc__.split("\n\n")[0])
+  ap.add_argument("--iterations", type=int, default=2, help="iterations to trace")
   ap.add_argument("--top", type=int, default=15, help="slowest YNNPACK fusions to list")
-  own, rest = ap.parse_known_args(argv)
+  args = ap.parse_args(argv)
   work = tempfile.mkdtemp(prefix="ganjax_profile_")
-  args = bench_train_step.parse_args(rest + ["--skip_torch", f"--dump_hlo={work}/step.hlo"])
+  args.skip_torch, args.dump_hlo = True, f"{work}/step.hlo"
+  bench_train_step.apply_xla_flags(args)  # before JAX starts
   run, _, _, _ = bench_train_step.build_jax_step(args)
   import jax  # pylint: disable=g-import-not-at-top
 
   run(1)
   t0 = time.perf_counter()
   with jax.profiler.trace(f"{work}/trace"):
-    run(own.iterations)
-  wall = (time.perf_counter() - t0) / own.iterations
+    run(args.iterations)
+  wall = (time.perf_counter() - t0) / args.iterations
   ms, count = thunk_times(f"{work}/trace")
   hlo = Path(f"{work}/step.hlo").read_text()
   ops = fusion_ops(hlo)
-  n = own.iterations
+  n = args.iterations
   total = sum(ms.values()) / n
   print(f"{args.model}, batch {args.batch}: {wall * 1e3:.0f} ms/iteration wall (traced), "
         f"{total:.0f} ms of thunk time per iteration over {jax.local_devices()[0].platform} "
@@ -163,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
           "|---|---|---|")
     for desc, (t, k) in sorted(per_call.items(), key=lambda kv: -kv[1][0]):
       print(f"| {desc} | {k:.0f} | {t:.1f} |")
-  print(f"\nslowest {own.top} YNNPACK fusions (ms/iteration, GFLOP/s while running):")
-  for t, flops, name, desc in sorted(rows, reverse=True)[:own.top]:
+  print(f"\nslowest {args.top} YNNPACK fusions (ms/iteration, GFLOP/s while running):")
+  for t, flops, name, desc in sorted(rows, reverse=True)[:args.top]:
     print(f"  {t:7.1f} ms {flops / 1e6 / t:6.1f} GF/s  {name}: {desc}")
 
 

@@ -1,6 +1,6 @@
 """Training throughput of CLI runs, read from their logs (``python -m ganjax.main ... 2> LOG``).
 
-    python experiments/zoo_throughput.py runs/sngan.log runs/sagan.log ...
+  python -m experiments.zoo_throughput runs/sngan.log runs/sagan.log ...
 
 Prints, per log, the steps/s of each console line after the first (the first step includes
 compilation and is reported separately by the trainer), their median, and images/s at the run's
@@ -21,7 +21,8 @@ BATCH = re.compile(r"batch_size: (\d+)")
 def summarize(path: str) -> str:
   with open(path) as f:
     text = f.read()
-  # A console line on the first step of a (resumed) run has no interval to measure: rate 0.
+  # A console line on the first step of a (resumed) run has no interval to measure: its rate
+  # is "?" (0 in older logs), and it is left out.
   rates = [(int(m.group(1)), float(m.group(3))) for m in LINE.finditer(text)
            if float(m.group(3)) > 0]
   first = [f"step {m.group(1)}: {float(m.group(2)):.0f} s" for m in FIRST.finditer(text)]
@@ -36,6 +37,9 @@ def summarize(path: str) -> str:
 
 
 def main(paths: list[str]) -> None:
+  if paths and paths[0] in ("-h", "--help"):
+    print(__doc__)
+    return
   if not paths:
     sys.exit(__doc__)
   for path in paths:

@@ -1,6 +1,6 @@
 """tests/torch_reference.py computes the same networks as ganjax.models.dcgan.
 
-The speed comparison in experiments/bench_train_step.py is only meaningful if both sides run
+The speed comparison of python -m experiments.bench_train_step is only meaningful if both sides run
 the same architecture; this loads ganjax's parameters into the PyTorch reference and compares.
 """
 

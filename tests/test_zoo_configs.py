@@ -65,7 +65,7 @@ def _count(tree):
 
 # Parameter counts of the full-size CIFAR-10 networks (conditional, 10 classes): the same as
 # PyTorch-StudioGAN's SNGAN / SAGAN / BigGAN-Mod CIFAR-10 models (models/resnet.py,
-# models/big_resnet.py; see experiments/ZOO_NOTES.md).
+# models/big_resnet.py; see docs/ZOO_NOTES.md).
 FULL_SIZE_COUNTS = {
     "sngan": (4_304_387, 1_055_105),
     "sagan": (4_386_308, 1_075_586),
