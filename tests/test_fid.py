@@ -163,10 +163,6 @@ def test_weights_of_another_network_are_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def torch_modules():
-  # torchvision imports torch._dynamo, which imports triton; triton's native library next to
-  # TensorFlow's (loaded by earlier tests) crashes the process here. The CPU references need
-  # no triton, so it is made unimportable unless already loaded.
-  sys.modules.setdefault("triton", None)
   torch = pytest.importorskip("torch")
   pytest.importorskip("pytorch_fid")
   torch.set_num_threads(2)

@@ -53,3 +53,27 @@ def test_run_info_of_an_older_run_reads_back_over_todays_defaults(tmp_path):
   assert config.population.size == 0 and not config.distributed.enabled  # absent: defaults
   assert config.test_split == "test" and config.label_smoothing == 0.0
   assert spec.image_shape == (8, 8, 3) and spec.num_classes == 2
+
+
+def test_metrics_jsonl_has_each_logged_step_once_after_an_interruption(tmp_path):
+  """A run killed after logging steps past its last checkpoint resumes from the checkpoint: the
+  lines of the steps it trains again are dropped first, and so is a line cut short."""
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from ganjax import tasks  # pylint: disable=g-import-not-at-top
+  from tests.tiny import tiny_config  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "run"
+  config = tiny_config("dcgan", num_train_steps=6, log_every_steps=1, checkpoint_every_steps=4,
+                       sample_every_steps=100)
+  tasks.train_and_evaluate(config, str(workdir))
+  # As if killed after logging step 6 (and half of a line) but before its checkpoint.
+  shutil.rmtree(workdir / "checkpoints" / "6")
+  with open(workdir / "metrics.jsonl", "a") as f:
+    f.write('{"step": 7, "ti')
+  config.num_train_steps = 8
+  tasks.train_and_evaluate(config, str(workdir))
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  entries = [json.loads(line) for line in lines]
+  assert [e["step"] for e in entries] == list(range(1, 9))
+  assert all(e["kind"] == "train" and math.isfinite(e["d_loss"]) and e["time"] > 0
+             for e in entries)

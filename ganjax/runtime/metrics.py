@@ -9,9 +9,10 @@ the clu metric writer of a run (TensorBoard on process 0, nothing elsewhere).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from clu import metric_writers
 import jax
@@ -156,17 +157,101 @@ class MemberWriters(metric_writers.MetricWriter):
       writer.close()
 
 
+METRICS_FILE = "metrics.jsonl"
+TRAIN, EVAL = "train", "eval"
+# Metrics of evaluations (kind "eval"): the scalar writers' interface has no kind, so it comes
+# from the names (a population member's ``member_<i>/fid`` too).
+EVAL_METRICS = ("fid", "inception_score", "inception_score_std", "kid", "kid_std", "precision",
+                "recall", "density", "coverage", "d_test_class_acc", "d_test_class_loss")
+
+
+def kind_of(name: str) -> str:
+  """``'eval'`` for an evaluation metric's name (with any ``<prefix>/``), else ``'train'``."""
+  return EVAL if name.rpartition("/")[2] in EVAL_METRICS else TRAIN
+
+
+class JsonlWriter(metric_writers.MetricWriter):
+  """Scalars as JSON lines in ``WORKDIR/metrics.jsonl``, one object per write:
+  ``{"step": 500, "time": <unix seconds>, "kind": "train" | "eval", "<name>": value, ...}``
+  (the format `ganjax.report` reads). Other summaries (images, texts, hparams) are not written.
+
+  `truncate_after(step)` drops the lines of steps after `step` (and any line cut short by a
+  kill) when a run resumes from the checkpoint of `step`, so every logged step appears once:
+  the steps after the checkpoint are trained, and logged, again.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, METRICS_FILE)
+
+  def truncate_after(self, step: int) -> None:
+    if not os.path.exists(self.path):
+      return
+    kept = []
+    with open(self.path, encoding="utf-8", errors="replace") as f:
+      for line in f:
+        try:
+          entry = json.loads(line)
+        except ValueError:
+          continue  # a line cut short
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int) and \
+            entry["step"] <= step:
+          kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = self.path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.writelines(kept)
+    os.replace(tmp, self.path)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    values = {k: float(v) for k, v in scalars.items()}
+    kinds = {kind_of(k) for k in values}
+    for kind in sorted(kinds):
+      line = {"step": int(step), "time": time.time(), "kind": kind,
+              **{k: v for k, v in values.items() if kind_of(k) == kind}}
+      with open(self.path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line, allow_nan=True) + "\n")
+
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
 def make_writer(workdir: str, is_chief: bool, members: int = 0
-                ) -> metric_writers.MetricWriter:
-  """TensorBoard events in `workdir` on the chief process (and, for a population of `members`,
-  member i's in ``workdir/member_<i>``); a writer that drops everything elsewhere."""
+                ) -> tuple[metric_writers.MetricWriter, JsonlWriter | None]:
+  """The metric writer of a run and its `JsonlWriter` (None off the chief process).
+
+  On the chief: TensorBoard events in `workdir` (and, for a population of `members`, member i's
+  in ``workdir/member_<i>``) and ``workdir/metrics.jsonl``; elsewhere a writer that drops all.
+  """
   if not is_chief:
-    return metric_writers.MultiWriter([])
+    return metric_writers.MultiWriter([]), None
   make = lambda path: metric_writers.AsyncWriter(metric_writers.SummaryWriter(path))
-  if not members:
-    return make(workdir)
-  return MemberWriters(make(workdir), [make(os.path.join(workdir, f"member_{i}"))
-                                       for i in range(members)])
+  events = make(workdir) if not members else MemberWriters(
+      make(workdir), [make(os.path.join(workdir, f"member_{i}")) for i in range(members)])
+  jsonl = JsonlWriter(workdir)
+  return metric_writers.MultiWriter([events, jsonl]), jsonl
 
 
 def flatten_config(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -74,8 +74,10 @@ class Run:
     mesh: all devices of every process (`ganjax.runtime.mesh.make_mesh`).
     conv_backend: the models' convolution backend on this mesh (`ganjax.ops.conv.backend_for`).
     is_chief: process 0, the one that writes logs, images and JSON files.
-    writer: the clu metric writer (TensorBoard events on the chief; for a population of
-      `members`, ``member_<i>/<name>`` metrics go to ``WORKDIR/member_<i>/``).
+    writer: the clu metric writer (on the chief: TensorBoard events, and for a population of
+      `members` ``member_<i>/<name>`` metrics in ``WORKDIR/member_<i>/``; and
+      ``WORKDIR/metrics.jsonl``).
+    metrics_file: the `metrics.JsonlWriter` of ``metrics.jsonl`` (None off the chief).
     ckpt: the orbax checkpoint manager of ``WORKDIR/checkpoints``.
   """
 
@@ -87,7 +89,7 @@ class Run:
     logging.info("convolutions: %s", conv.describe_backend(self.conv_backend, self.mesh))
     self.is_chief = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    self.writer = metrics.make_writer(workdir, self.is_chief, members)
+    self.writer, self.metrics_file = metrics.make_writer(workdir, self.is_chief, members)
     self.ckpt = checkpoints.manager(os.path.join(workdir, "checkpoints"), keep_checkpoints)
     self.last_saved_step: int | None = None
 
@@ -106,6 +108,8 @@ class Run:
   def restore_or_init(self, init: Callable[[jax.Array], Any], rng: jax.Array) -> Any:
     """The latest checkpoint's state, or ``init(rng)`` (replicated over the mesh)."""
     latest = self.ckpt.latest_step()
+    if self.metrics_file is not None:  # lines of steps the resumed run trains again
+      self.metrics_file.truncate_after(latest or 0)
     if latest is None:
       logging.info("initializing a new run in %s", self.workdir)
       return jax.jit(init, out_shardings=self.replicated)(rng)

@@ -1,0 +1,26 @@
+"""Differentiable GAN augmentations as pure, jittable functions of (images, PRNG key).
+
+* `diff_augment` -- DiffAugment (Zhao et al., NeurIPS 2020), policies ``color``,
+  ``translation``, ``cutout`` and comma-separated combinations.
+* `ada_augment` and `ada_update` -- adaptive discriminator augmentation (Karras et al., NeurIPS
+  2020): the 'bgc' pipeline at strength p, and the heuristic that adjusts p.
+
+Images are NHWC in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from ganjax.diffaug.ada import PRESETS, TRANSFORMS, AdaParams, ada_augment, ada_update
+from ganjax.diffaug.diffaugment import OPS, POLICIES, diff_augment, parse_policy
+
+__all__ = [
+    "OPS",
+    "POLICIES",
+    "PRESETS",
+    "TRANSFORMS",
+    "AdaParams",
+    "ada_augment",
+    "ada_update",
+    "diff_augment",
+    "parse_policy",
+]
