@@ -26,4 +26,8 @@ class NonFiniteLossError(GanjaxError, FloatingPointError):
 
 
 class TrainingInterrupted(GanjaxError):
-  """Training stopped on a signal after saving a checkpoint."""
+  """Training stopped on a signal (after saving the checkpoint of `step`, when not None)."""
+
+  def __init__(self, message: str, step: int | None = None):
+    super().__init__(message)
+    self.step = step

@@ -12,8 +12,10 @@ crash, or to continue it) reaches its first step without compiling again: in
 
 from __future__ import annotations
 
+import errno
 import logging as std_logging
 import os
+import signal
 import sys
 from typing import Callable, NoReturn
 
@@ -24,7 +26,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import logging
 
-from ganjax.errors import GanjaxError  # pylint: disable=g-import-not-at-top
+from ganjax.errors import GanjaxError, TrainingInterrupted  # pylint: disable=g-import-not-at-top
+from ganjax.runtime.signals import EXIT_PREEMPTED
 
 # Libraries whose INFO records (per-save orbax chatter, backend probing) drown the training log;
 # their warnings and errors still show.
@@ -32,10 +35,16 @@ _QUIET_LIBRARIES = ("/orbax/", "/jax/_src/", "/clu/")
 
 
 class _QuietLibraries(std_logging.Filter):
+  """Drops the libraries' INFO records, and the tracebacks of their error records: an error
+  they log in a background thread (orbax's writer on a full disk) reaches the user once, as
+  ganjax's one-line error naming the cause."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return (record.levelno >= std_logging.WARNING or
-            not any(lib in record.pathname for lib in _QUIET_LIBRARIES))
+    if not any(lib in record.pathname for lib in _QUIET_LIBRARIES):
+      return True
+    if record.exc_info or record.exc_text:
+      record.exc_info, record.exc_text = None, None
+    return record.levelno >= std_logging.WARNING
 
 
 CACHE_ENV = "GANJAX_COMPILATION_CACHE"
@@ -71,16 +80,90 @@ def fail(message: str) -> NoReturn:
   sys.exit(1)
 
 
+def stopped(error: TrainingInterrupted) -> NoReturn:
+  """Reports a run stopped by a signal as one line and exits with `EXIT_PREEMPTED`."""
+  logging.flush()
+  sys.stderr.write(f"ganjax: {error}\n")
+  sys.exit(EXIT_PREEMPTED)
+
+
+def _stop_before_training(signum, frame) -> None:
+  """SIGTERM / SIGINT before the training loop installs its own handler (data loading,
+  compilation, sampling tools): a one-line stop, nothing half-written."""
+  del frame
+  raise TrainingInterrupted(f"stopped by signal {signum} before a step was trained; the run "
+                            "directory is as it was")
+
+
+# Errors of the file system that a user fixes (space, quota, permissions), not bugs.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                 errno.EPERM, errno.EIO)
+
+
+class _DropLateCallbackErrors:
+  """sys.stderr without the tracebacks of ``RuntimeError: Event loop is closed``.
+
+  When a checkpoint write fails (a full disk), orbax closes the asyncio loop of that save while
+  tensorstore still has write callbacks in flight; each then prints such a traceback, which
+  says nothing the one-line error does not. Everything else passes unchanged.
+  """
+
+  LATE_ERROR = "RuntimeError: Event loop is closed"
+
+  def __init__(self, stream):
+    self.stream, self.pending, self.block = stream, "", None
+
+  def write(self, text: str) -> int:
+    self.pending += text
+    while "\n" in self.pending:
+      line, self.pending = self.pending.split("\n", 1)
+      self._line(line + "\n")
+    return len(text)
+
+  def _line(self, line: str) -> None:
+    if self.block is None:
+      if line.startswith("Traceback (most recent call last):"):
+        self.block = [line]
+      else:
+        self.stream.write(line)
+      return
+    self.block.append(line)
+    if not line.startswith(" "):  # the last line of the traceback
+      if line.strip() != self.LATE_ERROR:
+        self.stream.write("".join(self.block))
+      self.block = None
+
+  def flush(self) -> None:
+    if self.block is None and self.pending:  # a partial line (a progress bar, a prompt)
+      self.stream.write(self.pending)
+      self.pending = ""
+    self.stream.flush()
+
+  def __getattr__(self, name: str):
+    return getattr(self.stream, name)
+
+
 def run(main: Callable[[list[str]], None], flags_parser=None) -> None:
-  """`absl.app.run` with quiet library logs and `GanjaxError`s reported as one line."""
+  """`absl.app.run` with quiet library logs, `GanjaxError`s and file-system write errors
+  reported as one line (status 1), and a run stopped by a signal reported as one line with
+  status `EXIT_PREEMPTED` (75)."""
 
   def wrapped(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    sys.stderr = _DropLateCallbackErrors(sys.stderr)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      signal.signal(sig, _stop_before_training)
     try:
       enable_compilation_cache()
       main(argv)
+    except TrainingInterrupted as e:
+      stopped(e)
     except GanjaxError as e:
       fail(str(e))
+    except OSError as e:
+      if e.errno not in _WRITE_ERRNOS:
+        raise
+      fail(f"cannot write {e.filename or 'a file'}: {e.strerror}")
 
   if flags_parser is None:
     app.run(wrapped)

@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from absl import logging
 import numpy as np
@@ -124,11 +124,17 @@ class StatisticsAccumulator:
     return Statistics(self._shift + d, sigma, self.count)
 
 
-def evaluate_batches(batches: Iterable[np.ndarray], extractor: inception.InceptionExtractor
+def evaluate_batches(batches: Iterable[np.ndarray], extractor: inception.InceptionExtractor,
+                     between_batches: Callable[[], None] | None = None
                      ) -> tuple[Statistics, np.ndarray]:
-  """Pool statistics and the unbiased logits [N, 1008] of uint8 image batches."""
+  """Pool statistics and the unbiased logits [N, 1008] of uint8 image batches.
+
+  `between_batches` is called before each batch (a stop check may raise there).
+  """
   acc, logits = StatisticsAccumulator(), []
   for images in batches:
+    if between_batches is not None:
+      between_batches()
     out = extractor(images)
     acc.add(out["pool"])
     logits.append(out["logits_unbiased"])
@@ -172,12 +178,14 @@ def _cache_path(cache_dir: str, key: str) -> str:
 def reference_statistics(dataset: str, split: str, extractor: inception.InceptionExtractor, *,
                          num_images: int = 0, image_size: int = 32,
                          data_dir: str | None = None, cache_dir: str | None = None,
-                         loaded: data.ImageDataset | None = None, batch_size: int = 500
+                         loaded: data.ImageDataset | None = None, batch_size: int = 500,
+                         between_batches: Callable[[], None] | None = None
                          ) -> tuple[Statistics, str]:
   """The (cached) statistics of the first `num_images` (0: all) images of a data set split.
 
   Returns the statistics and their cache key. `loaded` is the data set already in memory (the
-  trainer's), used instead of loading it when the cache misses.
+  trainer's), used instead of loading it when the cache misses; `between_batches` as in
+  `evaluate_batches`.
   """
   key = reference_key(dataset, split, num_images, image_size, extractor.digest)
   path = _cache_path(cache_dir or default_cache_dir(), key)
@@ -192,7 +200,7 @@ def reference_statistics(dataset: str, split: str, extractor: inception.Inceptio
   logging.info("computing FID reference statistics %s (%d images)", key,
                num_images or len(images))
   batches = (x for x, _ in data.iterate_in_order(images, batch_size, num_images or None))
-  stats, _ = evaluate_batches(batches, extractor)
+  stats, _ = evaluate_batches(batches, extractor, between_batches)
   stats.save(path, key=key)
   return stats, key
 

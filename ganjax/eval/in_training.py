@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 from clu import metric_writers
@@ -41,6 +41,7 @@ from ganjax.eval.sampling import Sampler
 from ganjax.gan.build import GAN
 from ganjax.gan.state import GANState
 from ganjax.runtime import checkpoints, files
+from ganjax.runtime.signals import Interrupted
 
 BEST_DIR = "best_fid"
 BEST_FILE = "best_fid.json"
@@ -55,7 +56,8 @@ class Scorer:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, gan: GAN, mesh: Mesh,
-               dataset: data.ImageDataset):
+               dataset: data.ImageDataset, interrupted: Callable[[], bool] = lambda: False):
+    self.interrupted = interrupted
     self.num_samples = config.eval_num_samples
     if self.num_samples < IS_SPLITS:
       raise ConfigError(f"eval_num_samples={self.num_samples} is too few for FID / IS (at "
@@ -76,11 +78,19 @@ class Scorer:
     self.reference_key = ""
     self.protocol = ""
 
+  def _poll(self) -> None:
+    """Between batches: a stop signal interrupts the evaluation (the runtime then checkpoints
+    and the resumed run evaluates the step again)."""
+    if self.interrupted():
+      logging.warning("evaluation interrupted by the stop signal")
+      raise Interrupted
+
   def _reference(self) -> fid.Statistics:
     if self.reference is None:
       self.reference, self.reference_key = fid.reference_statistics(
           self.ref_dataset, self.ref_split, self.extractor, num_images=self.ref_num,
-          image_size=self.image_size, data_dir=self.data_dir, loaded=self.loaded)
+          image_size=self.image_size, data_dir=self.data_dir, loaded=self.loaded,
+          between_batches=self._poll)
       self.loaded = None
       self.protocol = fid.protocol(self.reference_key, self.num_samples, self.extractor.digest,
                                    self.extractor.input_size, IS_SPLITS)
@@ -93,7 +103,7 @@ class Scorer:
     reference = self._reference()
     batches = (x for x, _ in self.sampler.batches(sampling_variables, self.num_samples,
                                                   seed=seed))
-    samples, logits = fid.evaluate_batches(batches, self.extractor)
+    samples, logits = fid.evaluate_batches(batches, self.extractor, self._poll)
     finite = np.isfinite(samples.sigma).all() and np.isfinite(samples.mu).all()
     score = (fid.frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma)
              if finite else float("nan"))
@@ -159,11 +169,11 @@ def evaluates_fid(config: ml_collections.ConfigDict) -> bool:
 
 
 def make_evaluation(config: ml_collections.ConfigDict, workdir: str, gan: GAN, mesh: Mesh,
-                    dataset: data.ImageDataset, writer: metric_writers.MetricWriter
-                    ) -> Evaluation | None:
+                    dataset: data.ImageDataset, writer: metric_writers.MetricWriter,
+                    interrupted: Callable[[], bool] = lambda: False) -> Evaluation | None:
   """The run's periodic evaluation, or None when ``eval_every_steps`` is 0 or ``eval_fid`` is
-  off."""
+  off; `interrupted` is polled between batches (`Scorer`)."""
   if not evaluates_fid(config):
     return None
-  return Evaluation(Scorer(config, gan, mesh, dataset), workdir, writer, seed=config.seed,
-                    is_chief=jax.process_index() == 0)
+  return Evaluation(Scorer(config, gan, mesh, dataset, interrupted), workdir, writer,
+                    seed=config.seed, is_chief=jax.process_index() == 0)

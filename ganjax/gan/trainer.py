@@ -129,7 +129,7 @@ def evaluation_action(config: ml_collections.ConfigDict, run: Run, gan: GAN,
                       dataset: data.ImageDataset) -> Action | None:
   """FID / IS (best-FID checkpoint) and the discriminator's test accuracy, or None."""
   evaluation = in_training.make_evaluation(config, run.workdir, gan, run.mesh, dataset,
-                                           run.writer)
+                                           run.writer, run.interrupted)
   test_accuracy = class_accuracy.gan_test_accuracy(config, gan.discriminator, run.mesh)
   if evaluation is None and test_accuracy is None:
     return None

@@ -103,7 +103,7 @@ def _evaluation_action(config: ml_collections.ConfigDict, run: Run, pop: Populat
   """Every member's FID / IS and test accuracy, as its own single run would log them."""
   evaluations = None
   if in_training.evaluates_fid(config):
-    scorer = in_training.Scorer(config, pop.gan, run.mesh, dataset)
+    scorer = in_training.Scorer(config, pop.gan, run.mesh, dataset, run.interrupted)
     evaluations = [in_training.Evaluation(
         scorer, run.path(f"member_{i}"), run.writer, seed=seed, is_chief=run.is_chief,
         prefix=member_key(i, ""), label=f"member {i}") for i, seed in enumerate(pop.seeds)]

@@ -12,7 +12,10 @@ runs it in a `Run` directory:
 3. after the step, each due action in order (clu's `PeriodicCallback`: every ``every_steps``
    and at the last step), each seeing the metrics of every step up to this one; then the
    checkpoint every ``checkpoint_every_steps`` and at the last step;
-4. on SIGTERM / SIGINT: checkpoint the step just done and raise `TrainingInterrupted`.
+4. on SIGTERM / SIGINT (with several processes: at the step JAX's preemption sync manager
+   gives all of them): checkpoint the step just done and raise `TrainingInterrupted`. A long
+   action (an evaluation) that sees the signal raises `Interrupted`: the step is checkpointed
+   and the resumed run runs that action on the restored state before its first step.
 
 The batches of a step are a pure function of (seed, step) and the step's randomness comes from
 the state, so a run resumed from its checkpoint ends bit-identical to an uninterrupted one.
@@ -30,7 +33,7 @@ import jax
 
 from ganjax.runtime.metrics import Metrics, MetricLog, MetricsInFlight, host_metrics
 from ganjax.runtime.run import Run
-from ganjax.runtime.signals import StopSignal
+from ganjax.runtime.signals import Interrupted, StopSignal
 
 State = Any
 
@@ -103,6 +106,11 @@ def train(task: Task, run: Run) -> State:
   """Trains `task` in `run` to ``task.total_steps``, resuming from the latest checkpoint."""
   state = run.restore_or_init(task.init, task.rng)
   start, total = task.step_of(state), task.total_steps
+  pending = run.pending(start)
+  for action in task.actions:  # interrupted by a stop at the restored step: run them first
+    if action.name in pending:
+      logging.info("step %d: running the %s interrupted by the last stop", start, action.name)
+      action.fn(start, state)
   if start >= total:
     logging.info("run in %s is at step %d >= %d: nothing to do", run.workdir, start, total)
     return state
@@ -113,18 +121,25 @@ def train(task: Task, run: Run) -> State:
   in_flight = MetricsInFlight(list(task.logs), run.checkpoint_text, task.metric_values)
   current = {"state": state}
 
-  def after_drain(fn: Callable[[int, State], None]) -> Callable[[int], None]:
+  def after_drain(action: Action) -> Callable[[int], None]:
     def call(step: int) -> None:
       in_flight.drain(step)
-      fn(step, current["state"])
+      try:
+        action.fn(step, current["state"])
+      except Interrupted:  # a long action saw the stop signal: save, and redo it on resume
+        run.save(step, current["state"])
+        run.write_pending(step, [action.name])
+        raise run.stop.interruption(step) from None
     return call
 
-  actions = [_periodic(a.every_steps, total, after_drain(a.fn)) for a in task.actions]
-  actions.append(_periodic(task.checkpoint_every_steps, total, after_drain(run.save)))
+  actions = [_periodic(a.every_steps, total, after_drain(a)) for a in task.actions]
+  actions.append(_periodic(task.checkpoint_every_steps, total,
+                           after_drain(Action("checkpoint", 0, run.save))))
   batches = task.batches(start)
   started = time.monotonic()
   try:
     with StopSignal() as stop:
+      run.stop = stop
       for step, local in _steps(batches, start, total):
         state, metrics = task.step(state, task.to_global(local))
         current["state"] = state
@@ -138,11 +153,12 @@ def train(task: Task, run: Run) -> State:
             log.restart_clock(step)
         for action in actions:
           action(step)
-        if stop.received is not None and step != total:
+        if step != total and stop.should_stop(step):
           in_flight.drain(step)
           run.save(step, state)
           raise stop.interruption(step)
   finally:
+    run.stop = None
     batches.close()
     run.flush()
   if task.on_end is not None:

@@ -12,16 +12,19 @@ from typing import Any, Callable
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 import ml_collections
 
 from ganjax.configs import default
 from ganjax.data.spec import DataSpec
-from ganjax.errors import ConfigError, NonFiniteLossError
+from ganjax.errors import CheckpointError, ConfigError, NonFiniteLossError
 from ganjax.ops import conv
 from ganjax.runtime import checkpoints, files, mesh as mesh_lib, metrics
 
 RUN_INFO_FILE = "run_info.json"
+DAMAGED_DIR = "damaged_checkpoints"  # checkpoints that could not be read, set aside
+PENDING_FILE = "pending_actions.json"  # actions a stop interrupted, for the resumed run
 
 
 def write_run_info(workdir: str, config: ml_collections.ConfigDict, spec: DataSpec,
@@ -92,6 +95,12 @@ class Run:
     self.writer, self.metrics_file = metrics.make_writer(workdir, self.is_chief, members)
     self.ckpt = checkpoints.manager(os.path.join(workdir, "checkpoints"), keep_checkpoints)
     self.last_saved_step: int | None = None
+    self._saving: int | None = None  # the step orbax may still be writing
+    self.stop = None  # the loop's `StopSignal` while it runs
+
+  def interrupted(self) -> bool:
+    """Whether a stop signal arrived (long actions poll it between batches)."""
+    return self.stop is not None and self.stop.interrupted
 
   @property
   def replicated(self) -> jax.sharding.NamedSharding:
@@ -106,34 +115,105 @@ class Run:
     return os.path.join(self.workdir, *parts)
 
   def restore_or_init(self, init: Callable[[jax.Array], Any], rng: jax.Array) -> Any:
-    """The latest checkpoint's state, or ``init(rng)`` (replicated over the mesh)."""
-    latest = self.ckpt.latest_step()
-    if self.metrics_file is not None:  # lines of steps the resumed run trains again
-      self.metrics_file.truncate_after(latest or 0)
-    if latest is None:
+    """The newest readable checkpoint's state, or ``init(rng)`` (replicated over the mesh).
+
+    Checkpoints newer than it that cannot be read are moved to ``WORKDIR/damaged_checkpoints/``
+    (kept for inspection, never picked again) with a warning naming each and the cause.
+    """
+    if not self.ckpt.all_steps():
+      self._truncate_metrics(0)
       logging.info("initializing a new run in %s", self.workdir)
       return jax.jit(init, out_shardings=self.replicated)(rng)
-    logging.info("resuming from %s/checkpoints/%d", self.workdir, latest)
     target = checkpoints.abstract_state(init, rng, self.replicated)
-    self.last_saved_step = latest
-    return checkpoints.restore(self.ckpt, target, latest)
+    state, step, damaged = checkpoints.restore_newest(self.ckpt, target)
+    for bad, cause in damaged:
+      logging.warning("checkpoint %s/checkpoints/%d cannot be read (%s): resuming from step %d; "
+                      "it is kept in %s", self.workdir, bad, cause, step,
+                      self.path(DAMAGED_DIR, str(bad)))
+    if damaged:
+      self._set_aside([bad for bad, _ in damaged])
+    logging.info("resuming from %s/checkpoints/%d", self.workdir, step)
+    self._truncate_metrics(step)
+    self.last_saved_step = step
+    return state
+
+  def _truncate_metrics(self, step: int) -> None:
+    if self.metrics_file is not None:  # lines of steps the resumed run trains again
+      self.metrics_file.truncate_after(step)
+
+  def _set_aside(self, steps: list[int]) -> None:
+    if self.is_chief:
+      for step in steps:
+        destination = self.path(DAMAGED_DIR, str(step))
+        suffix = 0
+        while os.path.exists(destination + (f".{suffix}" if suffix else "")):
+          suffix += 1
+        os.makedirs(self.path(DAMAGED_DIR), exist_ok=True)
+        os.replace(self.path("checkpoints", str(step)),
+                   destination + (f".{suffix}" if suffix else ""))
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("ganjax damaged checkpoints set aside")
+    self.ckpt.reload()
 
   def checkpoint_text(self) -> str:
     return last_checkpoint_text(self.last_saved_step)
 
+  def _save_error(self, step: int | None, error: BaseException) -> CheckpointError:
+    intact = sorted(checkpoints.complete_steps(self.path("checkpoints")))
+    what = f"checkpoint {step}" if step is not None else "a checkpoint"
+    kept = (f"checkpoint {intact[-1]} is intact and a restart resumes from it" if intact else
+            "no checkpoint is complete")
+    return CheckpointError(f"cannot save {what} in {self.path('checkpoints')}: "
+                           f"{checkpoints.first_line(error)}; {kept}")
+
   def save(self, step: int, state: Any) -> None:
-    """Checkpoints `state` as `step` (once per step; never from non-finite parameters)."""
+    """Checkpoints `state` as `step` (once per step; never from non-finite parameters).
+
+    The save runs in orbax's background thread; an error there (no space, a quota, an I/O
+    error) surfaces here at the next save, or in `flush`, as a one-line `CheckpointError`.
+    """
     if step == self.last_saved_step:
       return
     if not bool(all_finite(state)):
       raise NonFiniteLossError(f"parameters became non-finite by step {step}; not saving them. "
                                f"{self.checkpoint_text()}")
-    checkpoints.save(self.ckpt, state, step)
+    try:
+      self.ckpt.check_for_errors()  # the previous save, written in the background
+    except checkpoints.READ_ERRORS as e:
+      raise self._save_error(self._saving, e) from None
+    try:
+      checkpoints.save(self.ckpt, state, step)
+    except checkpoints.READ_ERRORS as e:  # this save, or the one before it, still unfinished
+      unfinished = self._saving not in checkpoints.complete_steps(self.path("checkpoints"))
+      raise self._save_error(self._saving if unfinished else step, e) from None
+    self._saving = step
     self.last_saved_step = step
 
   def flush(self) -> None:
-    self.ckpt.wait_until_finished()
+    """Waits for the checkpoint being written (one-line error if it failed) and the writers."""
+    try:
+      self.ckpt.wait_until_finished()
+    except checkpoints.READ_ERRORS as e:
+      raise self._save_error(self._saving, e) from None
+    self._saving = None
     self.writer.flush()
+
+  def write_pending(self, step: int, actions: list[str]) -> None:
+    """Records actions of `step` that a stop interrupted (run first by the resumed run)."""
+    if self.is_chief:
+      files.write_json(self.path(PENDING_FILE), {"step": step, "actions": actions})
+
+  def pending(self, step: int) -> list[str]:
+    """The interrupted actions of `step` (the restored step), and forgets them."""
+    path = self.path(PENDING_FILE)
+    if not os.path.exists(path):
+      return []
+    record = files.read_json(path)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("ganjax pending actions read")
+    if self.is_chief:
+      os.remove(path)
+    return list(record["actions"]) if record.get("step") == step else []
 
   def close(self) -> None:
     self.ckpt.close()
