@@ -431,3 +431,40 @@ def test_page_in_headless_chromium(browser, report_page):
   if os.environ.get("GANJAX_REPORT_SCREENSHOT"):
     browser.screenshot(os.environ["GANJAX_REPORT_SCREENSHOT"])
   assert browser.errors() == []
+
+
+@pytest.fixture(scope="module")
+def trained_runs_page(tmp_path_factory) -> tuple[pathlib.Path, list[str]]:
+  """Two tiny runs actually trained (DCGAN and WGAN-GP), and their report."""
+  from ganjax import tasks  # pylint: disable=g-import-not-at-top
+  from tests.tiny import tiny_config  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("trained")
+  names = ["dcgan", "wgan_gp"]
+  for name in names:
+    config = tiny_config(name, num_train_steps=6, log_every_steps=1, sample_every_steps=2,
+                         checkpoint_every_steps=6, n_critic=1)
+    tasks.train_and_evaluate(config, str(root / name))
+  out = root / "report.html"
+  assert report.main([str(root / n) for n in names] + ["--out", str(out)]) == 0
+  return out, names
+
+
+def test_report_of_two_trained_runs_in_headless_chromium(browser, trained_runs_page):
+  out, names = trained_runs_page
+  browser.open(out.resolve().as_uri())
+  assert browser.evaluate("document.readyState") == "complete"
+  for metric, curves in {"losses": ("d_loss", "g_loss"), "d_outputs": ("d_real", "d_fake")
+                         }.items():
+    ids = browser.evaluate(
+        f"""Array.from(document.querySelectorAll('[data-metric="{metric}"] svg [id^="curve:"]'))
+            .map(e => e.id)""")
+    assert sorted(ids) == sorted(f"curve:{n}:{c}" for n in names for c in curves), metric
+  box = """document.querySelector('.samples[data-run="dcgan"]')"""
+  state = f"""({box}.querySelector('img').src + '|' + {box}.querySelector('.step').textContent)"""
+  before = browser.evaluate(state)
+  assert before.endswith("|step 6")
+  browser.evaluate(f"""(() => {{ const s = {box}.querySelector('input[type=range]');
+      s.value = s.min; s.dispatchEvent(new Event('input')); }})()""")
+  after = browser.evaluate(state)
+  assert after.endswith("|step 2") and after.split("|")[0] != before.split("|")[0]
+  assert browser.errors() == []
