@@ -2,7 +2,8 @@
 
 The layers, bottom up: `ganjax.configs` (configs as Python), `ganjax.data`, `ganjax.ops`
 (convolution backends), `ganjax.models`, `ganjax.gan` (state, pure steps, objectives,
-regularizers, optimizers), `ganjax.population`, `ganjax.classifier`, `ganjax.eval`,
+regularizers, optimizers), `ganjax.diffaug` (differentiable augmentation),
+`ganjax.population`, `ganjax.classifier`, `ganjax.eval`,
 `ganjax.runtime` (the loop every task shares), `ganjax.tasks` (what a config runs),
 `ganjax.analysis` and `ganjax.cli` (the command-line tools).
 """
