@@ -510,8 +510,11 @@ def compare(result: ModeResult) -> None:
   """Sets ``result.difference``: max |faulted - uninterrupted| over the final states."""
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  from absl import logging  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ganjax import tasks  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)  # orbax's notes on reading a checkpoint read-only
   got = tasks.load_run(result.faulted_dir).state
   expected = tasks.load_run(result.reference_dir).state
   steps = (int(got.step), int(expected.step))
@@ -537,28 +540,32 @@ def summarize(result: ModeResult, steps: int) -> list[str]:
   kinds = collections.Counter(f.label for f in result.faults)
   codes = collections.Counter(code for f in result.faults for code in f.start.exits)
   statuses = ", ".join(f"{code} x{n}" for code, n in sorted(codes.items())) or "none"
-  lost = [f.lost for f in result.faults]
-  kill_lost = [f.lost for f in result.faults if f.kind == "kill"]
+  kills = [f for f in result.faults if f.kind == "kill"]
+  terms = [f for f in result.faults if f.kind == "term"]
   damaged = sorted({s for st in result.starts for w in st.watches for s in w.damaged})
-  trained = sum((st.chief.reached or 0) - (st.chief.resumed_from or 0)
+  trained = sum(st.chief.reached - (st.chief.resumed_from or 0)
                 for st in result.starts if st.chief.reached is not None)
+  kill_steps = ", ".join(f"{f.start.chief.reached}->{f.next_resumed}" for f in kills) or "-"
+  term_steps = ", ".join(f"{f.signalled_at}->{f.next_resumed}" for f in terms) or "-"
   firsts = [st.first_step_s for st in result.starts[1:] if st.first_step_s is not None]
   first0 = result.starts[0].first_step_s if result.starts else None
   lines = [f"== {name} ==",
-           f"faults_survived={len(result.faults)} of {result.planned} planned "
-           f"(kill -9: {kinds['kill -9']}, SIGTERM: {kinds['SIGTERM']}); exit statuses seen "
-           f"(per process): {statuses}",
-           f"restarts={max(0, len(result.starts) - 1)} steps_lost={sum(lost)} (trained again; "
-           f"per kill -9: {kill_lost or '-'}; per SIGTERM: 0 expected, "
-           f"{[f.lost for f in result.faults if f.kind == 'term'] or '-'}) "
-           f"damaged_checkpoints_set_aside={len(damaged)}",
-           f"steps trained in all starts: {trained} for {steps} steps",
-           f"first step after launch: start 0 {_secs(first0)} (compiling into the cache), "
-           f"restarts median {_secs(statistics.median(firsts) if firsts else None)} "
-           f"(max {_secs(max(firsts) if firsts else None)})",
+           f"faults_survived={len(result.faults)} of {result.planned} planned: kill -9 "
+           f"x{kinds['kill -9']}, SIGTERM x{kinds['SIGTERM']}; exit statuses seen (per "
+           f"process): {statuses}",
+           f"restarts={max(0, len(result.starts) - 1)} steps_lost={sum(f.lost for f in "
+           f"result.faults)} (lost and trained again; per kill -9, last step line -> resumed "
+           f"from: {kill_steps})",
+           f"SIGTERM, step at the signal -> checkpointed and resumed from: {term_steps}",
+           f"damaged_checkpoints_set_aside={len(damaged)}; steps trained over all starts: "
+           f"{trained} for {steps} steps",
+           f"time to the first step: start 0 {_secs(first0)} (compiling into the cache); "
+           f"restarts median {_secs(statistics.median(firsts) if firsts else None)}, max "
+           f"{_secs(max(firsts) if firsts else None)}",
            f"wall_time={result.wall_s:.1f} s (faulted run, all starts); uninterrupted run "
            f"{result.reference_s:.1f} s",
-           f"max_abs_difference={result.difference} ({result.leaves} leaves)"]
+           f"max_abs_difference={result.difference} ({result.leaves} leaves of the final "
+           f"states)"]
   lines += [f"note: {note}" for note in result.notes]
   if result.failure:
     lines.append(f"FAILED: {result.failure}")

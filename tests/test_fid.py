@@ -11,13 +11,14 @@ import subprocess
 import sys
 from unittest import mock
 
+from flax import traverse_util
 import jax
 import numpy as np
 import pytest
 from scipy import linalg
 
 from ganjax import errors
-from ganjax.eval import fid, inception
+from ganjax.eval import convert_inception, fid, inception
 from ganjax.eval.inception_score import inception_score
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.tiny import random_inception_weights
@@ -196,13 +197,46 @@ def converted(torch_modules, tmp_path_factory):
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"wrote {out}" in result.stdout
   return (random_inception.pytorch_fid_model(state_dict), state_dict["fc.weight"].numpy(),
-          inception.load(out, batch_size=2))
+          inception.load(out, batch_size=2), src)
+
+
+def test_torch_free_conversion_is_bit_identical_to_the_pytorch_path(converted):
+  """The command line reads the .pth without torch (ganjax.eval.pth_reader); its variables
+  equal those converted from torch.load's tensors, bit for bit."""
+  src = converted[3]
+  ours = convert_inception.convert_state_dict(convert_inception.read_state_dict(src))
+  reference = convert_inception.convert_state_dict(
+      convert_inception.read_state_dict_with_torch(src))
+  flat_ours = traverse_util.flatten_dict(ours, sep="/")
+  flat_reference = traverse_util.flatten_dict(reference, sep="/")
+  assert sorted(flat_ours) == sorted(flat_reference) and len(flat_ours) > 300
+  for key, value in flat_reference.items():
+    assert flat_ours[key].dtype == value.dtype and np.array_equal(flat_ours[key], value), key
+
+
+def test_converter_refuses_a_pth_with_a_pickled_callable(tmp_path, torch_modules):
+  torch = torch_modules[0]
+  marker = tmp_path / "ran"
+
+  class Payload:
+    def __reduce__(self):
+      return (os.system, (f"touch {marker}",))
+
+  src = str(tmp_path / "evil.pth")
+  torch.save({"fc.weight": torch.zeros(2), "x": Payload()}, src)
+  result = subprocess.run([sys.executable, "-m", "ganjax.eval.convert_inception",
+                           f"--src={src}", f"--out={tmp_path / 'out.npz'}"], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1 and not marker.exists()
+  errors = [l for l in result.stderr.splitlines() if l.startswith("ganjax: error:")]
+  assert len(errors) == 1 and "system" in errors[0], result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("size", [32, 299])
 def test_port_matches_pytorch_fid(torch_modules, converted, size):
   torch = torch_modules[0]
-  model, fc_weight, extractor = converted
+  model, fc_weight, extractor, _ = converted
   images = np.random.default_rng(size).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
   with torch.no_grad():
     pool = model(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)[0]

@@ -2,19 +2,23 @@
 
 ``[--src FILE.pth] [--out PATH]``: reads pytorch-fid's state dict
 (``pt_inception-2015-12-05-6726825d.pth``, the TF inception-2015-12-05 weights ported to
-PyTorch) with ``torch.load(weights_only=True)``, maps names and layouts
-(`ganjax.eval.inception.torch_layout`) and writes the Flax variables as an ``.npz``
+PyTorch) without torch and without running any pickled code (`ganjax.eval.pth_reader`: only
+tensor storages and their shapes; a file holding anything else is refused), maps names and
+layouts (`ganjax.eval.inception.torch_layout`) and writes the Flax variables as an ``.npz``
 (`ganjax.eval.inception.save_variables`). Without ``--src`` it downloads the file from
 pytorch-fid's release and checks its SHA-256 prefix (the ``6726825d`` in its name). ``--out``
-defaults to `ganjax.eval.inception.default_weights_path()`. Needs torch (``pip install
-'ganjax[torch]'``); the converted file does not.
+defaults to `ganjax.eval.inception.default_weights_path()`. `read_state_dict_with_torch` is
+the PyTorch path, kept as the reference the tests compare with.
 """
 
 from __future__ import annotations
 
 from ganjax import cli  # first: sets up the process before TensorFlow and JAX load
 
-import os  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import hashlib  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import os
+import shutil
+import urllib.request
 from typing import Any, Mapping
 
 from absl import flags
@@ -23,7 +27,7 @@ import jax
 import numpy as np
 
 from ganjax.errors import ConfigError
-from ganjax.eval import inception
+from ganjax.eval import inception, pth_reader
 
 FLAGS = flags.FLAGS
 HASH_PREFIX = "6726825d"
@@ -46,21 +50,36 @@ def _torch():
 
 def download(directory: str) -> str:
   """Downloads pytorch-fid's weights into `directory` and checks the SHA-256 prefix."""
-  torch = _torch()
   path = os.path.join(directory, os.path.basename(inception.PYTORCH_FID_WEIGHTS_URL))
-  if not os.path.exists(path):
-    try:
-      torch.hub.download_url_to_file(inception.PYTORCH_FID_WEIGHTS_URL, path,
-                                     hash_prefix=HASH_PREFIX, progress=False)
-    except Exception as e:  # pylint: disable=broad-except  # URLError, hash mismatch, ...
-      first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-      raise ConfigError(f"cannot download {inception.PYTORCH_FID_WEIGHTS_URL} ({first}); "
-                        "download it elsewhere and pass --src FILE.pth") from None
+  if os.path.exists(path):
+    return path
+  tmp = path + ".download"
+  try:
+    with urllib.request.urlopen(inception.PYTORCH_FID_WEIGHTS_URL, timeout=60) as response, \
+        open(tmp, "wb") as f:
+      shutil.copyfileobj(response, f)
+  except OSError as e:  # URLError, timeouts, a full disk
+    raise ConfigError(f"cannot download {inception.PYTORCH_FID_WEIGHTS_URL} ({e}); "
+                      "download it elsewhere and pass --src FILE.pth") from None
+  with open(tmp, "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  if not digest.startswith(HASH_PREFIX):
+    os.remove(tmp)
+    raise ConfigError(f"the download of {inception.PYTORCH_FID_WEIGHTS_URL} has SHA-256 "
+                      f"{digest[:16]}..., not {HASH_PREFIX}...; pass --src FILE.pth")
+  os.replace(tmp, path)
   return path
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
-  """A PyTorch state dict file as numpy arrays (``weights_only=True``: no code runs)."""
+  """pytorch-fid's state dict file as numpy arrays, without torch (`pth_reader`)."""
+  if not os.path.exists(path):
+    raise ConfigError(f"no such file {path!r}")
+  return pth_reader.read_state_dict(path)
+
+
+def read_state_dict_with_torch(path: str) -> dict[str, np.ndarray]:
+  """The same with ``torch.load(weights_only=True)`` (the reference; needs torch)."""
   torch = _torch()
   if not os.path.exists(path):
     raise ConfigError(f"no such file {path!r}")
