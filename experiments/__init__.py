@@ -25,4 +25,5 @@ Every script runs from the checkout root as ``python -m experiments.<name> [opti
 * `fid_parity` -- FID statistics of real CIFAR-10 images, ganjax against pytorch-fid with the
   same random weights: relative differences of mu, sigma and FID.
 * `zoo_throughput` -- steps/s and images/s of training runs, read from their console logs.
+* `fault_injection` -- random kill -9 / SIGTERM in tiny runs: steps lost, bit-identical ends.
 """

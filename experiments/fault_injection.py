@@ -36,6 +36,14 @@ over all of them. The exit status is 1 if a difference is not exactly 0 or a run
 way (a hang, an unexpected exit status, a traceback, a SIGTERM whose step was not the one
 resumed from); the failing start's log is printed.
 
+Measured with the defaults on the shared 2-core CPU (load average about 4): 10 + 10 faults
+survived (1 process: 3 kill -9, 7 SIGTERM; 2 processes: 4 kill -9, 6 SIGTERM), 18 and 15 steps
+lost to the kills (a kill soon after a checkpoint step can lose that checkpoint too: orbax was
+still writing it, so up to about 2 x ``--checkpoint_every`` steps), none to a SIGTERM; with two
+processes the common stop step came 2 to 15 steps after the signal. ``max_abs_difference=0.0``
+in both; 7.6 minutes in all, mostly the starts of the restarts (5.5 s to the first step with one
+process, 14 s with two).
+
 Every run of one invocation shares one JAX compilation cache in a temporary directory, so a
 restart does not compile again. The runs are kept in ``--workdir`` (``p1/`` and ``p2/``, each
 with ``faulted/``, ``uninterrupted/`` and ``logs/``) or else in a temporary directory, removed
@@ -313,13 +321,18 @@ class Runner:
       start.kill()
 
 
-def _wait_exit(start: Start, timeout: float, what: str) -> None:
+def _wait_exit(start: Start, timeout: float, what: str, grace: float = 60) -> None:
+  """Waits for every process; one failed process leaves the others `grace` seconds (they
+  would wait in their collectives), then they are killed."""
   deadline = time.monotonic() + timeout
   while not start.poll():
+    if any(p.returncode not in (None, 0) for p in start.procs):
+      deadline = min(deadline, time.monotonic() + grace)
     if time.monotonic() > deadline:
       start.kill()
       start.collect()
-      raise Failure(f"{what}: still running after {timeout:.0f} s (killed)\n{start.describe()}")
+      raise Failure(f"{what}: still running after {timeout:.0f} s or {grace:.0f} s after "
+                    f"another process failed (killed)\n{start.describe()}")
     time.sleep(0.05)
   start.collect()
 
@@ -423,6 +436,7 @@ def run_mode(args: argparse.Namespace, processes: int, root: str, env: dict[str,
   plan = _plan(args, processes)
   result.planned = len(plan)
   runner = Runner(_commands(args, faulted, processes), env, log_dir, "faulted")
+  ref_runner = Runner(_commands(args, reference, processes), env, log_dir, "uninterrupted")
 
   def say(text: str) -> None:
     print(f"[{processes}p] {text}", flush=True)
@@ -471,26 +485,23 @@ def run_mode(args: argparse.Namespace, processes: int, root: str, env: dict[str,
       previous = fault
     result.wall_s = time.monotonic() - began
     say(f"faulted run done in {result.wall_s:.1f} s; uninterrupted run ...")
-    ref_runner = Runner(_commands(args, reference, processes), env, log_dir, "uninterrupted")
-    try:
-      began = time.monotonic()
-      ref = ref_runner.launch()
-      _wait_exit(ref, args.timeout, "the uninterrupted run")
-      result.reference_s = time.monotonic() - began
-      if ref.exits != [0] * processes or ref.chief.reached != args.steps:
-        raise Failure(f"the uninterrupted run failed\n{ref.describe()}")
-    finally:
-      ref_runner.kill_all()
+    began = time.monotonic()
+    ref = ref_runner.launch()
+    _wait_exit(ref, args.timeout, "the uninterrupted run")
+    result.reference_s = time.monotonic() - began
+    if ref.exits != [0] * processes or ref.chief.reached != args.steps:
+      raise Failure(f"the uninterrupted run failed\n{ref.describe()}")
   except Failure as e:
     result.failure = str(e)
     say(f"FAILED: {e}")
   finally:
     runner.kill_all()
+    ref_runner.kill_all()
     result.starts = runner.starts
-  for start in result.starts:
-    tracebacks = sum(w.tracebacks for w in start.watches)
-    if tracebacks:
-      result.notes.append(f"start {start.index}: {tracebacks} traceback(s) in its logs")
+  for start in runner.starts + ref_runner.starts:
+    for watch in start.watches:
+      if watch.tracebacks and result.failure is None:
+        result.failure = (f"a traceback in {watch.path}, last lines:\n{_tail(watch.path)}")
   return result
 
 
@@ -545,6 +556,7 @@ def summarize(result: ModeResult, steps: int) -> list[str]:
   damaged = sorted({s for st in result.starts for w in st.watches for s in w.damaged})
   trained = sum(st.chief.reached - (st.chief.resumed_from or 0)
                 for st in result.starts if st.chief.reached is not None)
+  lost = sum(f.lost for f in result.faults)
   kill_steps = ", ".join(f"{f.start.chief.reached}->{f.next_resumed}" for f in kills) or "-"
   term_steps = ", ".join(f"{f.signalled_at}->{f.next_resumed}" for f in terms) or "-"
   firsts = [st.first_step_s for st in result.starts[1:] if st.first_step_s is not None]
@@ -553,9 +565,8 @@ def summarize(result: ModeResult, steps: int) -> list[str]:
            f"faults_survived={len(result.faults)} of {result.planned} planned: kill -9 "
            f"x{kinds['kill -9']}, SIGTERM x{kinds['SIGTERM']}; exit statuses seen (per "
            f"process): {statuses}",
-           f"restarts={max(0, len(result.starts) - 1)} steps_lost={sum(f.lost for f in "
-           f"result.faults)} (lost and trained again; per kill -9, last step line -> resumed "
-           f"from: {kill_steps})",
+           f"restarts={max(0, len(result.starts) - 1)} steps_lost={lost} (lost and trained "
+           f"again; per kill -9, last step line -> resumed from: {kill_steps})",
            f"SIGTERM, step at the signal -> checkpointed and resumed from: {term_steps}",
            f"damaged_checkpoints_set_aside={len(damaged)}; steps trained over all starts: "
            f"{trained} for {steps} steps",
