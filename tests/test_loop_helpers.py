@@ -77,3 +77,15 @@ def test_metrics_jsonl_has_each_logged_step_once_after_an_interruption(tmp_path)
   assert [e["step"] for e in entries] == list(range(1, 9))
   assert all(e["kind"] == "train" and math.isfinite(e["d_loss"]) and e["time"] > 0
              for e in entries)
+
+
+def test_an_error_cause_is_one_line_with_the_operating_systems_reason():
+  from ganjax.runtime.checkpoints import first_line  # pylint: disable=g-import-not-at-top
+  long_path = "/tmp/" + "x" * 400
+  tensorstore = ValueError(
+      f'OUT_OF_RANGE: Error writing "g/0" in OCDBT database at local file "{long_path}/": '
+      f'Failed writing: "{long_path}/d/4ce": Failed to write 658 bytes to file 5: File too '
+      "large [os_error_code='27'] [source locations='tensorstore/kvstore/file']\nsecond line")
+  assert first_line(tensorstore) == "File too large [errno 27]"
+  assert first_line(OSError(28, "No space left on device")) == "[Errno 28] No space left on device"
+  assert first_line(KeyError("")) == "''" and len(first_line(ValueError("y" * 999))) == 300

@@ -14,6 +14,7 @@ checkpoint is skipped for the newest one that reads.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from absl import logging
@@ -94,10 +95,20 @@ READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
                AttributeError)
 
 
+# tensorstore ends its I/O errors with the operating system's reason: '...: File too large
+# [os_error_code='27']'.
+_OS_ERROR = re.compile(r"""([^:"]+?)\s*\[os_error_code='(\d+)'\]""")
+
+
 def first_line(error: BaseException) -> str:
-  """The first line of an error's message (and its type when the message is empty)."""
+  """The cause an error gives, in one line: the operating system's reason when the message
+  carries one (tensorstore's long I/O errors), else the first line of the message (and the
+  error's type when the message is empty), at most 300 characters."""
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
   text = lines[0] if lines else type(error).__name__
+  reason = _OS_ERROR.search(text)
+  if reason:
+    return f"{reason.group(1).strip()} [errno {reason.group(2)}]"
   return text if len(text) <= 300 else text[:297] + "..."
 
 
