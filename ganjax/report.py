@@ -78,6 +78,7 @@ import numpy as np
 
 from ganjax.errors import ConfigError, GanjaxError
 from ganjax.runtime.metrics import EVAL, EVAL_METRICS, METRICS_FILE, TRAIN, kind_of
+from ganjax.runtime import files
 from ganjax.runtime.run import RUN_INFO_FILE, read_run_info
 
 BEST_FILE = "best_fid.json"
@@ -826,9 +827,7 @@ def write_report(workdirs: Sequence[str], out: str,
     raise ConfigError(f"cannot write {out!r}: no directory {out_dir!r}")
   runs = read_runs(workdirs)
   page = render_html(runs, max_sample_steps)
-  with open(out + ".tmp", "w", encoding="utf-8") as f:
-    f.write(page)
-  os.replace(out + ".tmp", out)
+  files.write_text(out, page)
   return runs
 
 

@@ -31,6 +31,7 @@ from ganjax import data
 from ganjax.errors import ConfigError, DataError
 from ganjax.eval import inception
 from ganjax.eval.inception_score import inception_score
+from ganjax.runtime import files
 
 CACHE_ENV = "GANJAX_FID_CACHE"
 PYTORCH_FID_EPS = 1e-6
@@ -73,12 +74,8 @@ class Statistics:
 
   def save(self, path: str, **metadata: str) -> None:
     """An ``.npz`` with ``mu``, ``sigma`` (read by pytorch-fid), ``count`` and `metadata`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    base = path[:-len(".npz")] if path.endswith(".npz") else path
-    tmp = f"{base}.{os.getpid()}.tmp.npz"  # processes of one run may write the same file
-    np.savez(tmp, mu=self.mu, sigma=self.sigma, count=np.int64(self.count),
-             **{k: np.asarray(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    files.write_npz(path, mu=self.mu, sigma=self.sigma, count=np.int64(self.count),
+                    **{k: np.asarray(v) for k, v in metadata.items()})
 
   @classmethod
   def load(cls, path: str) -> "Statistics":

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-from ganjax.runtime import mesh as mesh_lib
+from ganjax.runtime import files, mesh as mesh_lib
 from ganjax.errors import ConfigError
 from ganjax.ops import conv
 
@@ -272,10 +272,7 @@ def default_weights_path() -> str:
 def save_variables(variables: PyTree, path: str) -> None:
   """Writes Flax variables as an ``.npz`` of float32 arrays keyed ``collection/module/.../name``."""
   flat = traverse_util.flatten_dict(jax.device_get(variables), sep="/")
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
-  os.replace(tmp, path)
+  files.write_npz(path, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
 
 
 def _missing_weights_message(path: str) -> str:

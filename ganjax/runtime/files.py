@@ -31,6 +31,16 @@ def write_json(path: str, value: Any) -> None:
   _atomic(path, write)
 
 
+def write_text(path: str, text: str) -> None:
+  """Writes `text` (UTF-8) to `path`, atomically."""
+
+  def write(tmp: str) -> None:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+
+  _atomic(path, write)
+
+
 def read_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)
@@ -45,5 +55,6 @@ def write_png(path: str, image: np.ndarray) -> None:
 
 
 def write_npz(path: str, **arrays: np.ndarray) -> None:
-  """Writes arrays to an ``.npz`` file, atomically."""
-  _atomic(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
+  """Writes arrays to an ``.npz`` file, atomically (the temporary file is named per process:
+  the processes of one run may write the same file)."""
+  _atomic(path, lambda tmp: np.savez(tmp, **arrays), suffix=f".{os.getpid()}.tmp.npz")

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from ganjax.errors import NonFiniteLossError
+from ganjax.runtime import files
 
 Metrics = dict[str, float]
 
@@ -196,10 +197,7 @@ class JsonlWriter(metric_writers.MetricWriter):
         if isinstance(entry, dict) and isinstance(entry.get("step"), int) and \
             entry["step"] <= step:
           kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = self.path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    files.write_text(self.path, "".join(kept))
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     values = {k: float(v) for k, v in scalars.items()}
