@@ -87,5 +87,8 @@ def test_an_error_cause_is_one_line_with_the_operating_systems_reason():
       f'Failed writing: "{long_path}/d/4ce": Failed to write 658 bytes to file 5: File too '
       "large [os_error_code='27'] [source locations='tensorstore/kvstore/file']\nsecond line")
   assert first_line(tensorstore) == "File too large [errno 27]"
+  spec_after = ValueError("Failed writing: \"/x\" [tensorstore_spec='{\"sync\":true}'] "
+                          "[os_error_code='28']")
+  assert first_line(spec_after) == "No space left on device [errno 28]"
   assert first_line(OSError(28, "No space left on device")) == "[Errno 28] No space left on device"
   assert first_line(KeyError("")) == "''" and len(first_line(ValueError("y" * 999))) == 300

@@ -95,9 +95,8 @@ READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
                AttributeError)
 
 
-# tensorstore ends its I/O errors with the operating system's reason: '...: File too large
-# [os_error_code='27']'.
-_OS_ERROR = re.compile(r"""([^:"]+?)\s*\[os_error_code='(\d+)'\]""")
+# tensorstore's I/O errors carry the operating system's error number: "[os_error_code='27']".
+_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
 
 
 def first_line(error: BaseException) -> str:
@@ -106,9 +105,9 @@ def first_line(error: BaseException) -> str:
   error's type when the message is empty), at most 300 characters."""
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
   text = lines[0] if lines else type(error).__name__
-  reason = _OS_ERROR.search(text)
-  if reason:
-    return f"{reason.group(1).strip()} [errno {reason.group(2)}]"
+  code = _OS_ERROR.search(text)
+  if code:
+    return f"{os.strerror(int(code.group(1)))} [errno {code.group(1)}]"
   return text if len(text) <= 300 else text[:297] + "..."
 
 
