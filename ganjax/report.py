@@ -78,7 +78,7 @@ import numpy as np
 
 from ganjax.errors import ConfigError, GanjaxError
 from ganjax.runtime.metrics import EVAL, EVAL_METRICS, METRICS_FILE, TRAIN, kind_of
-from ganjax.runtime import files
+from ganjax.runtime import checkpoints, files
 from ganjax.runtime.run import RUN_INFO_FILE, read_run_info
 
 BEST_FILE = "best_fid.json"
@@ -351,15 +351,6 @@ def _sample_files(directory: str) -> dict[int, str]:
   return dict(sorted(found.items()))
 
 
-def _latest_checkpoint(workdir: str) -> int | None:
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
-    return None
-  steps = [int(n) for n in os.listdir(directory)
-           if n.isdigit() and os.path.isdir(os.path.join(directory, n))]
-  return max(steps) if steps else None
-
-
 def read_run(workdir: str, name: str | None = None) -> Run:
   """Reads a run directory's metrics and files (not its checkpoints); a `ConfigError` when it is
   not one (no ``run_info.json``). The config is the one in effect: the recorded values over
@@ -393,7 +384,8 @@ def read_run(workdir: str, name: str | None = None) -> Run:
   return Run(name=name, ident=_ident(name), workdir=workdir, info=info,
              metrics=load_metrics(workdir), samples=samples,
              best=best if isinstance(best, dict) else None, member_best=member_best,
-             latest_checkpoint=_latest_checkpoint(workdir),
+             latest_checkpoint=max(checkpoints.complete_steps(
+                 os.path.join(workdir, "checkpoints")), default=None),
              population_summary=summary if isinstance(summary, dict) else None,
              population_size=size if size > 1 else 0)
 
