@@ -10,7 +10,7 @@ metric group, with one curve per run: losses (``d_loss``, ``g_loss``), D outputs
 ``d_fake``), each other training metric and each evaluation metric (``fid``,
 ``inception_score``, ``kid``, ...) over steps. A population run draws each member's curve thin,
 their mean thick and a shaded band of +- one standard deviation around it. Last, per run, the
-sample grids with a slider over their steps, the best checkpoint (``best_fid.json``, else the
+sample grids with a slider over their steps, the best checkpoint (``best_<metric>.json``, e.g. ``best_fid.json``, else the
 latest checkpoint step) and the throughput (median steps per second).
 
 In the SVG, each plot's container has ``data-metric`` (``losses``, ``d_outputs`` or the metric's
@@ -29,7 +29,7 @@ What a run directory holds
   event files (``events.out.tfevents.*``) in the run directory and in ``member_<i>/`` are read
   instead.
 * ``samples/step_<step>.png`` (a population: ``samples/member_<i>/step_<step>.png``).
-* optional ``best_fid.json`` (a population: ``member_<i>/best_fid.json``),
+* optional ``best_<eval_best_metric>.json`` (a population: ``member_<i>/best_<...>.json``),
   ``population_summary.json`` and ``checkpoints/<step>/``.
 
 The metrics.jsonl format
@@ -81,7 +81,6 @@ from ganjax.runtime.metrics import EVAL, EVAL_METRICS, METRICS_FILE, TRAIN, kind
 from ganjax.runtime import checkpoints, files
 from ganjax.runtime.run import RUN_INFO_FILE, read_run_info
 
-BEST_FILE = "best_fid.json"
 POPULATION_SUMMARY_FILE = "population_summary.json"
 
 
@@ -374,10 +373,11 @@ def read_run(workdir: str, name: str | None = None) -> Run:
   for member, directory in _member_dirs(samples_dir) if os.path.isdir(samples_dir) else []:
     if _sample_files(directory):
       samples[member] = _sample_files(directory)
-  best = _read_json(os.path.join(workdir, BEST_FILE))
+  best_file = f"best_{config.eval_best_metric or 'fid'}.json"
+  best = _read_json(os.path.join(workdir, best_file))
   member_best = {}
   for member, directory in _member_dirs(workdir):
-    record = _read_json(os.path.join(directory, BEST_FILE))
+    record = _read_json(os.path.join(directory, best_file))
     if isinstance(record, dict):
       member_best[member] = record
   summary = _read_json(os.path.join(workdir, POPULATION_SUMMARY_FILE))
@@ -674,24 +674,33 @@ def _samples_html(run: Run, max_steps: int) -> str:
           f'<script type="application/json" class="sample-data">{data}</script></div>')
 
 
+_METRIC_NAMES = {"fid": "FID", "inception_score": "IS", "kid": "KID", "precision": "precision",
+                 "recall": "recall", "density": "density", "coverage": "coverage"}
+
+
+def _best_metric(record: Mapping[str, Any]) -> str:
+  metric = record.get("metric", "fid")
+  return metric if isinstance(metric, str) and metric in _METRIC_NAMES else "fid"
+
+
 def _best_text(record: Mapping[str, Any]) -> str:
   parts = [f"step {_fmt(record.get('step', '?'))}"]
-  if "fid" in record:
-    parts.append(f"FID {_fmt(record['fid'])}")
-  if "inception_score" in record:
-    score = f"IS {_fmt(record['inception_score'])}"
-    if "inception_score_std" in record:
-      score += f" &plusmn; {_fmt(record['inception_score_std'])}"
-    parts.append(score)
+  for key, name in _METRIC_NAMES.items():
+    if key in record:
+      text = f"{name} {_fmt(record[key])}"
+      if f"{key}_std" in record:
+        text += f" &plusmn; {_fmt(record[f'{key}_std'])}"
+      parts.append(text)
   return ", ".join(parts)
 
 
 def _best_html(run: Run) -> str:
   lines = []
   if run.best:
-    lines.append(f"best FID: {_best_text(run.best)}")
+    lines.append(f"best {_METRIC_NAMES[_best_metric(run.best)]}: {_best_text(run.best)}")
   for member, record in sorted(run.member_best.items()):
-    lines.append(f"member {member} best FID: {_best_text(record)}")
+    lines.append(f"member {member} best {_METRIC_NAMES[_best_metric(record)]}: "
+                 f"{_best_text(record)}")
   if not lines:
     if run.latest_checkpoint is not None:
       lines.append(f"latest checkpoint: step {run.latest_checkpoint} (no FID evaluation)")
@@ -704,10 +713,13 @@ def _best_html(run: Run) -> str:
 
 def _best_summary(run: Run) -> str:
   records = [run.best] if run.best else list(run.member_best.values())
-  records = [r for r in records if _number(r.get("fid")) is not None]
+  metric = _best_metric(records[0]) if records else "fid"
+  records = [r for r in records if _number(r.get(metric)) is not None]
   if records:
-    record = min(records, key=lambda r: r["fid"])
-    return f"{_fmt(float(record['fid']))} (step {_fmt(record.get('step', '?'))})"
+    pick = min if metric in ('fid', 'kid') else max
+    record = pick(records, key=lambda r: r[metric])
+    return (f"{_METRIC_NAMES[metric]} {_fmt(float(record[metric]))} "
+            f"(step {_fmt(record.get('step', '?'))})")
   if run.latest_checkpoint is not None:
     return f"latest checkpoint: step {run.latest_checkpoint}"
   return '<span class="missing">&mdash;</span>'
@@ -733,7 +745,7 @@ def _overview_html(runs: Sequence[Run]) -> str:
         f'<td>{_best_summary(run)}</td><td class="num">{_throughput_text(run)}</td>'
         f'<td>{_e(run.metrics.source)}</td></tr>')
   return ("<table><tr><th>run</th><th>kind</th><th>data</th><th>last step</th>"
-          "<th>best FID / checkpoint</th><th>median throughput</th><th>metrics from</th></tr>"
+          "<th>best metric / checkpoint</th><th>median throughput</th><th>metrics from</th></tr>"
           + "".join(rows) + "</table>")
 
 

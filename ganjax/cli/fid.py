@@ -1,18 +1,24 @@
-"""``ganjax-fid`` / ``python -m ganjax.eval.fid``: FID and IS of samples or of a run.
+"""``ganjax-fid`` / ``python -m ganjax.eval.fid`` (also ``python -m ganjax.eval.metrics``).
+
+FID, IS, KID, precision / recall and density / coverage of samples or of a run, from one
+Inception pass (`ganjax.eval.metrics`)::
 
   python -m ganjax.eval.fid --ref cifar10:train --samples DIR_OR_NPZ
-  python -m ganjax.eval.fid --workdir RUN [--num 10000]       # reference: the run's training data
+  python -m ganjax.eval.fid --workdir RUN [--num 10000] [--json metrics.json]
 
-``--ref`` is ``DATASET:SPLIT`` (any `ganjax.data` spec, e.g. ``folder:/data/cifar10:train``) or a
-statistics ``.npz``. Prints FID, IS, the sample count, the reference and the protocol
-(`ganjax.eval.fid`).
+``--ref`` is ``DATASET:SPLIT`` (any `ganjax.data` spec, e.g. ``folder:/data/cifar10:train``;
+default with ``--workdir``: the run's training data) or a statistics ``.npz`` (FID only, or
+every metric when it also holds ``features``). ``--metrics`` picks from fid, is, kid, pr, dc
+(default all). Prints each number, the sample count, the reference and the protocol, with
+progress lines during the long passes; ``--json PATH`` also writes them as JSON.
 """
 
 from __future__ import annotations
 
 from ganjax import cli  # first: sets up the process before TensorFlow and JAX load
 
-from typing import Iterator  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from typing import Any, Iterator
 
 from absl import flags
 from absl import logging
@@ -20,12 +26,10 @@ import numpy as np
 
 from ganjax import tasks
 from ganjax.errors import ConfigError
-from ganjax.eval import inception
-from ganjax.eval.fid import (Statistics, evaluate_batches, frechet_distance, parse_reference,
-                             protocol, read_samples, reference_statistics)
-from ganjax.eval.inception_score import inception_score
+from ganjax.eval import fid, inception, metrics
 from ganjax.eval.sampling import Sampler
-from ganjax.runtime import mesh as mesh_lib
+from ganjax.runtime import files, mesh as mesh_lib
+from ganjax.runtime.progress import Progress
 
 FLAGS = flags.FLAGS
 
@@ -47,12 +51,19 @@ def define_flags() -> None:
                       "ganjax.eval.convert_inception; default: the cache).")
   flags.DEFINE_integer("batch_size", 250, "Batch size of sampling and image reading (the "
                        "Inception network runs 50 images per device at a time).")
+  flags.DEFINE_string("metrics", ",".join(metrics.DEFAULT),
+                      "Comma-separated metrics: fid, is, kid, pr, dc (or 'all').")
+  flags.DEFINE_string("json", None, "Also write the numbers and their protocol to this file.")
   flags.DEFINE_integer("splits", 10, "Inception Score splits.")
+  flags.DEFINE_integer("kid_subsets", 100, "KID subsets.")
+  flags.DEFINE_integer("kid_subset_size", 1000, "KID subset size.")
 
 
 def _run_samples(workdir: str, num: int, step: int | None, seed: int, batch_size: int,
-                 member: int | None = None) -> tuple[Iterator[np.ndarray], str, str, int]:
-  """Sample batches from a run (or a population's `member`), and its (dataset, split, size)."""
+                 member: int | None = None
+                 ) -> tuple[Iterator[np.ndarray], str, str, int, dict[str, Any]]:
+  """Sample batches from a run (or a population's `member`), its (dataset, split, size) and
+  what identifies the samples (workdir, step, seed, member)."""
   loaded = tasks.load_run(workdir, step, member)
   config, gan, state = loaded.config, loaded.gan, loaded.state
   if gan is None:
@@ -61,41 +72,82 @@ def _run_samples(workdir: str, num: int, step: int | None, seed: int, batch_size
   logging.info("sampling %d images from %s at step %d (%s weights)", num, workdir,
                int(state.step), "EMA" if state.ema_params is not None else "generator")
   batches = (x for x, _ in sampler.batches(state.sampling_variables, num, seed=seed))
-  return batches, config.dataset, config.split, gan.data.image_shape[0]
+  source = {"workdir": workdir, "step": int(state.step), "seed": seed, "member": member,
+            "weights": "ema" if state.ema_params is not None else "generator"}
+  return batches, config.dataset, config.split, gan.data.image_shape[0], source
+
+
+def _reference(ref: str, names: tuple[str, ...], extractor: inception.InceptionExtractor,
+               image_size: int) -> fid.Reference:
+  """The reference of `ref`: a statistics .npz (with ``features`` when it has them) or a split."""
+  if not ref.endswith(".npz"):
+    dataset, split = fid.parse_reference(ref)
+    return fid.reference(dataset, split, extractor, num_images=FLAGS.ref_num,
+                         image_size=FLAGS.ref_image_size or image_size,
+                         data_dir=FLAGS.data_dir or None, features=metrics.needs_features(names))
+  stats = fid.Statistics.load(ref)
+  features = None
+  with np.load(ref) as f:
+    if "features" in f.files:
+      features = np.asarray(f["features"], np.float32)
+  if features is None and metrics.needs_features(names):
+    wanted = [n for n in names if metrics.METRICS[n].needs_features]
+    raise ConfigError(f"--ref {ref} holds statistics only; {', '.join(wanted)} need the "
+                      f"reference's features: give DATASET:SPLIT or --metrics fid,is")
+  return fid.Reference(stats, ref, features)
+
+
+def _print(values: dict[str, float], count: int, ref: fid.Reference, text: str) -> None:
+  for key, value in values.items():
+    if key.endswith("_std"):
+      continue
+    std = values.get(f"{key}_std")
+    spread = f" +- {std:.6g}" if std is not None else ""
+    print(f"{key:<16} {value:.6g}{spread}")
+  print(f"samples {count}  reference {ref.key} ({ref.stats.count or '?'} images)")
+  print(f"protocol: {text}")
+
+
+def _json_value(x: float) -> float | None:
+  return x if math.isfinite(x) else None
 
 
 def main(argv: list[str]) -> None:
   del argv
   if (FLAGS.samples is None) == (FLAGS.workdir is None):
     raise ConfigError("give exactly one of --samples PATH and --workdir RUN")
-  ref = FLAGS.ref
+  names = metrics.parse(FLAGS.metrics)
+  ref, source = FLAGS.ref, {}
   if FLAGS.workdir is not None:
-    batches, run_dataset, run_split, size = _run_samples(FLAGS.workdir, FLAGS.num, FLAGS.step,
-                                                         FLAGS.seed, FLAGS.batch_size,
-                                                         FLAGS.member)
-    ref = ref or f"{run_dataset}:{run_split}"
+    batches, run_dataset, run_split, size, source = _run_samples(
+        FLAGS.workdir, FLAGS.num, FLAGS.step, FLAGS.seed, FLAGS.batch_size, FLAGS.member)
+    ref, total = ref or f"{run_dataset}:{run_split}", FLAGS.num
   else:
     if ref is None:
       raise ConfigError("--samples needs --ref DATASET:SPLIT or a statistics .npz")
-    batches = read_samples(FLAGS.samples, FLAGS.batch_size)
+    total = fid.count_samples(FLAGS.samples)
+    batches = fid.read_samples(FLAGS.samples, FLAGS.batch_size)
     first = next(batches)
     size = first.shape[1]
     batches = _chain(first, batches)
+    source = {"samples": FLAGS.samples}
   extractor = inception.load(FLAGS.inception)
-  samples, logits = evaluate_batches(batches, extractor)
-  if ref.endswith(".npz"):
-    reference, ref_text = Statistics.load(ref), ref
-  else:
-    dataset, split = parse_reference(ref)
-    reference, ref_text = reference_statistics(
-        dataset, split, extractor, num_images=FLAGS.ref_num,
-        image_size=FLAGS.ref_image_size or size, data_dir=FLAGS.data_dir or None)
-  fid = frechet_distance(samples.mu, samples.sigma, reference.mu, reference.sigma)
-  is_mean, is_std = inception_score(logits, FLAGS.splits)
-  print(f"FID {fid:.4f}  IS {is_mean:.4f} +- {is_std:.4f}  samples {samples.count}  "
-        f"reference {ref_text} ({reference.count or '?'} images)")
-  text = protocol(ref_text, samples.count, extractor.digest, extractor.input_size, FLAGS.splits)
-  print(f"protocol: {text}")
+  reference = _reference(ref, names, extractor, size)  # config errors before the long pass
+  what = "sampling and Inception features" if FLAGS.workdir else "Inception features"
+  fake = fid.extract(batches, extractor, keep_features=metrics.needs_features(names),
+                     progress=Progress(what, total))
+  options = metrics.Options(is_splits=FLAGS.splits, kid_subsets=FLAGS.kid_subsets,
+                            kid_subset_size=FLAGS.kid_subset_size, log=logging.info)
+  values = metrics.compute(names, fake, reference, options)
+  text = metrics.protocol(names, reference.key, fake.stats.count, extractor, options)
+  _print(values, fake.stats.count, reference, text)
+  if FLAGS.json:
+    files.write_json(FLAGS.json, {
+        "metrics": {k: _json_value(v) for k, v in values.items()},
+        "num_samples": fake.stats.count, "reference": reference.key,
+        "reference_images": reference.stats.count, "protocol": text.split("\n"),
+        **source})
+    logging.info("wrote %s", FLAGS.json)
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

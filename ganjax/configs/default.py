@@ -70,10 +70,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample_every_steps = 500      # sample grid PNG and TensorBoard image (gan)
   c.checkpoint_every_steps = 1000  # (gan; a classifier checkpoints after every epoch)
   c.keep_checkpoints = 3          # how many recent checkpoints to keep
-  # FID / IS during training (see ganjax.eval.in_training), and the best-FID checkpoint; runs
-  # with an auxiliary classifier also log its test-split accuracy (ganjax.classifier.accuracy).
+  # Sample quality during training (see ganjax.eval.in_training and ganjax.eval.metrics), and
+  # the best checkpoint; runs with an auxiliary classifier also log their test-split accuracy
+  # (ganjax.classifier.accuracy).
   c.eval_every_steps = 0          # evaluate every k steps and at the end (0 = off)
-  c.eval_fid = True               # FID / IS at each evaluation (needs the Inception weights)
+  c.eval_fid = True               # the Inception metrics at each evaluation (needs the weights)
+  c.eval_metrics = "fid,is"       # of fid, is, kid, pr, dc (KID / PR / DC keep the features of
+                                  # the reference and the samples in host memory)
+  c.eval_best_metric = "fid"      # keep the best checkpoint by this number (fid, kid: lower;
+                                  # inception_score, precision, recall, density, coverage:
+                                  # higher) in WORKDIR/best_<name>/ ('' = keep none)
   c.eval_num_samples = 10_000     # generated images per evaluation
   c.eval_batch_size = 250         # sampling and test-split batch (rounded to the device
                                   # count); the Inception network takes 50 images per device

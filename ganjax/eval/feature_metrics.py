@@ -67,7 +67,7 @@ are sharded over the ``'data'`` axis of a `jax.sharding.Mesh` (default: all loca
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 from jax import lax
@@ -76,6 +76,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 from ganjax.errors import ConfigError
+from ganjax.runtime.progress import Progress
 
 DEFAULT_BLOCK_ROWS = 2048
 DEFAULT_BLOCK_COLS = 4096
@@ -373,7 +374,8 @@ def default_mesh() -> Mesh:
 class _Blocks:
   """Features split for the blockwise kernels: sharded row blocks and replicated column blocks."""
 
-  def __init__(self, fast: bool, block_rows: int, block_cols: int, mesh: Mesh | None):
+  def __init__(self, fast: bool, block_rows: int, block_cols: int, mesh: Mesh | None,
+               progress: Progress | None = None):
     self.block_rows = _positive_int(block_rows, "block_rows")
     self.block_cols = _positive_int(block_cols, "block_cols")
     self.mesh = default_mesh() if mesh is None else mesh
@@ -381,6 +383,7 @@ class _Blocks:
       raise ConfigError(f"the mesh needs a '{DATA_AXIS}' axis, it has {self.mesh.axis_names}")
     self.shards = self.mesh.shape[DATA_AXIS]
     self.fast = bool(fast)
+    self.progress = progress  # counts the rows of every pass
 
   def dtypes(self, x: np.ndarray):
     """(accumulation dtype, distance dtype) for features `x`."""
@@ -426,11 +429,13 @@ class _Blocks:
         dtypes.append(out)
       yield start, count, [jax.device_put(jnp.asarray(r, d), sharded)
                            for r, d in zip(rows, dtypes)]
+      if self.progress is not None:
+        self.progress.update(count)
 
 
 def knn_radii(features: np.ndarray, k: int, *, block_rows: int = DEFAULT_BLOCK_ROWS,
               block_cols: int = DEFAULT_BLOCK_COLS, mesh: Mesh | None = None,
-              fast: bool = False) -> np.ndarray:
+              fast: bool = False, progress: Progress | None = None) -> np.ndarray:
   """Distance of every point to its k-th nearest other point ([N], the distance dtype).
 
   prdc's ``compute_nearest_neighbour_distances(features, k)``: the (k+1)-th smallest distance of
@@ -440,7 +445,7 @@ def knn_radii(features: np.ndarray, k: int, *, block_rows: int = DEFAULT_BLOCK_R
   k = _positive_int(k, "k")
   if len(x) < k + 1:
     raise ConfigError(f"k-NN radii with k={k} need more than {k} samples, got {len(x)}")
-  blocks = _Blocks(fast, block_rows, block_cols, mesh)
+  blocks = _Blocks(fast, block_rows, block_cols, mesh, progress)
   with jax.enable_x64(True):
     _, out = blocks.dtypes(x)
     fn = _sharded("knn", blocks.mesh, kth=k + 1, out_dtype=out, same=True)
@@ -509,6 +514,14 @@ def pairwise_distances(x: np.ndarray, y: np.ndarray | None = None, *,
 # ----------------------------------------------------------------------------------------------
 # Precision, recall, density, coverage
 
+def _progress(what: str, real: np.ndarray, fake: np.ndarray,
+              log: Callable[[str], None] | None) -> Progress | None:
+  """Progress over the rows of the three passes: real radii, fake radii, real x fake."""
+  if log is None:
+    return None
+  return Progress(what, 2 * len(real) + len(fake), unit="rows", log=log)
+
+
 def _manifolds(real, fake, k, blocks):
   real, fake = _pair(real, fake)
   k = _positive_int(k, "k")
@@ -516,7 +529,7 @@ def _manifolds(real, fake, k, blocks):
     raise ConfigError(f"k={k} needs more than {k} real and fake samples, got {len(real)} and "
                       f"{len(fake)}")
   kwargs = dict(block_rows=blocks.block_rows, block_cols=blocks.block_cols, mesh=blocks.mesh,
-                fast=blocks.fast)
+                fast=blocks.fast, progress=blocks.progress)
   if real.dtype != fake.dtype:  # one distance dtype for both sets
     real, fake = real.astype(np.float64), fake.astype(np.float64)
   return real, fake, k, knn_radii(real, k, **kwargs), knn_radii(fake, k, **kwargs)
@@ -524,13 +537,16 @@ def _manifolds(real, fake, k, blocks):
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, *,
                      block_rows: int = DEFAULT_BLOCK_ROWS, block_cols: int = DEFAULT_BLOCK_COLS,
-                     mesh: Mesh | None = None, fast: bool = False) -> tuple[float, float]:
+                     mesh: Mesh | None = None, fast: bool = False,
+                     log: Callable[[str], None] | None = None) -> tuple[float, float]:
   """Improved precision and recall (Kynkaanniemi et al. 2019) as stylegan2-ada's ``pr50k3``.
 
   A fake sample is precise if it lies within (``<=``) the k-NN radius of some real sample;
-  a real sample is recalled if it lies within the k-NN radius of some fake sample.
+  a real sample is recalled if it lies within the k-NN radius of some fake sample. `log`, when
+  given, receives progress lines (`ganjax.runtime.progress`).
   """
-  blocks = _Blocks(fast, block_rows, block_cols, mesh)
+  blocks = _Blocks(fast, block_rows, block_cols, mesh,
+                   _progress(f"precision/recall k={k}", real, fake, log))
   real, fake, k, real_radii, fake_radii = _manifolds(real, fake, k, blocks)
   _, row_hit, counts = _cross(real, fake, real_radii, fake_radii, False, blocks)
   return float(np.mean(counts > 0)), float(np.mean(row_hit))
@@ -538,9 +554,13 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, *,
 
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, *, block_rows: int = DEFAULT_BLOCK_ROWS,
          block_cols: int = DEFAULT_BLOCK_COLS, mesh: Mesh | None = None,
-         fast: bool = False) -> dict[str, float]:
-  """Precision, recall, density and coverage exactly as ``prdc.compute_prdc(real, fake, k)``."""
-  blocks = _Blocks(fast, block_rows, block_cols, mesh)
+         fast: bool = False, log: Callable[[str], None] | None = None) -> dict[str, float]:
+  """Precision, recall, density and coverage exactly as ``prdc.compute_prdc(real, fake, k)``.
+
+  `log`, when given, receives progress lines (`ganjax.runtime.progress`).
+  """
+  blocks = _Blocks(fast, block_rows, block_cols, mesh,
+                   _progress(f"precision/recall/density/coverage k={k}", real, fake, log))
   real, fake, k, real_radii, fake_radii = _manifolds(real, fake, k, blocks)
   row_min, row_hit, counts = _cross(real, fake, real_radii, fake_radii, True, blocks)
   return dict(precision=float(np.mean(counts > 0)), recall=float(np.mean(row_hit)),
@@ -549,9 +569,11 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, *, block_rows: int = DE
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, *,
                      block_rows: int = DEFAULT_BLOCK_ROWS, block_cols: int = DEFAULT_BLOCK_COLS,
-                     mesh: Mesh | None = None, fast: bool = False) -> tuple[float, float]:
+                     mesh: Mesh | None = None, fast: bool = False,
+                     log: Callable[[str], None] | None = None) -> tuple[float, float]:
   """Density and coverage (Naeem et al. 2020) exactly as ``prdc.compute_prdc``."""
-  result = prdc(real, fake, k, block_rows=block_rows, block_cols=block_cols, mesh=mesh, fast=fast)
+  result = prdc(real, fake, k, block_rows=block_rows, block_cols=block_cols, mesh=mesh,
+                fast=fast, log=log)
   return result["density"], result["coverage"]
 
 

@@ -32,6 +32,7 @@ from ganjax.errors import ConfigError, DataError
 from ganjax.eval import inception
 from ganjax.eval.inception_score import inception_score
 from ganjax.runtime import files
+from ganjax.runtime.progress import Progress
 
 CACHE_ENV = "GANJAX_FID_CACHE"
 PYTORCH_FID_EPS = 1e-6
@@ -121,23 +122,48 @@ class StatisticsAccumulator:
     return Statistics(self._shift + d, sigma, self.count)
 
 
-def evaluate_batches(batches: Iterable[np.ndarray], extractor: inception.InceptionExtractor,
-                     between_batches: Callable[[], None] | None = None
-                     ) -> tuple[Statistics, np.ndarray]:
-  """Pool statistics and the unbiased logits [N, 1008] of uint8 image batches.
+@dataclasses.dataclass(frozen=True)
+class Extracted:
+  """What one Inception pass over a set of images gives: pool statistics, the unbiased logits
+  [N, 1008] and, when kept, the pool features [N, 2048] (float32) themselves."""
 
-  `between_batches` is called before each batch (a stop check may raise there).
+  stats: Statistics
+  logits: np.ndarray
+  features: np.ndarray | None = None
+
+
+def extract(batches: Iterable[np.ndarray], extractor: inception.InceptionExtractor, *,
+            keep_features: bool = False,
+            between_batches: Callable[[], None] | None = None,
+            progress: Progress | None = None) -> Extracted:
+  """One pass of the Inception network over uint8 image batches.
+
+  `between_batches` is called before each batch (a stop check may raise there); `progress`
+  counts the images.
   """
-  acc, logits = StatisticsAccumulator(), []
+  acc, logits, features = StatisticsAccumulator(), [], []
   for images in batches:
     if between_batches is not None:
       between_batches()
     out = extractor(images)
     acc.add(out["pool"])
     logits.append(out["logits_unbiased"])
+    if keep_features:
+      features.append(np.asarray(out["pool"], np.float32))
+    if progress is not None:
+      progress.update(len(images))
   if not logits:
     raise DataError("no images to evaluate")
-  return acc.result(), np.concatenate(logits)
+  return Extracted(acc.result(), np.concatenate(logits),
+                   np.concatenate(features) if keep_features else None)
+
+
+def evaluate_batches(batches: Iterable[np.ndarray], extractor: inception.InceptionExtractor,
+                     between_batches: Callable[[], None] | None = None
+                     ) -> tuple[Statistics, np.ndarray]:
+  """Pool statistics and the unbiased logits [N, 1008] of uint8 image batches (`extract`)."""
+  out = extract(batches, extractor, between_batches=between_batches)
+  return out.stats, out.logits
 
 
 # -- protocol and reference statistics --------------------------------------------------------
@@ -172,34 +198,69 @@ def _cache_path(cache_dir: str, key: str) -> str:
   return os.path.join(cache_dir, f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
 
 
-def reference_statistics(dataset: str, split: str, extractor: inception.InceptionExtractor, *,
-                         num_images: int = 0, image_size: int = 32,
-                         data_dir: str | None = None, cache_dir: str | None = None,
-                         loaded: data.ImageDataset | None = None, batch_size: int = 500,
-                         between_batches: Callable[[], None] | None = None
-                         ) -> tuple[Statistics, str]:
-  """The (cached) statistics of the first `num_images` (0: all) images of a data set split.
+def _features_path(stats_path: str) -> str:
+  return stats_path[:-len(".npz")] + "-features.npz"
 
-  Returns the statistics and their cache key. `loaded` is the data set already in memory (the
-  trainer's), used instead of loading it when the cache misses; `between_batches` as in
-  `evaluate_batches`.
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+  """A reference set: its statistics, cache key and (when asked for) pool features [N, 2048]."""
+
+  stats: Statistics
+  key: str
+  features: np.ndarray | None = None
+
+
+def reference(dataset: str, split: str, extractor: inception.InceptionExtractor, *,
+              num_images: int = 0, image_size: int = 32, data_dir: str | None = None,
+              cache_dir: str | None = None, loaded: data.ImageDataset | None = None,
+              batch_size: int = 500, features: bool = False,
+              between_batches: Callable[[], None] | None = None) -> Reference:
+  """The (cached) statistics, and with `features` the pool features, of the first
+  `num_images` (0: all) images of a data set split.
+
+  Both are cached per `reference_key`: the statistics as ``<key>.npz`` (``mu``, ``sigma``: what
+  pytorch-fid reads), the features as ``<key>-features.npz``; a miss computes both in one
+  Inception pass with progress lines. `loaded` is the data set already in memory (the
+  trainer's), used instead of loading it on a miss; `between_batches` as in `extract`.
   """
   key = reference_key(dataset, split, num_images, image_size, extractor.digest)
   path = _cache_path(cache_dir or default_cache_dir(), key)
-  if os.path.exists(path):
+  feature_path = _features_path(path)
+  if os.path.exists(path) and (not features or os.path.exists(feature_path)):
     logging.info("FID reference %s from %s", key, path)
-    return Statistics.load(path), key
+    return Reference(Statistics.load(path), key,
+                     _load_features(feature_path) if features else None)
   images = loaded if loaded is not None else data.load_dataset(
       dataset, split, image_size, data_dir=data_dir)
   if num_images > len(images):
     raise DataError(f"FID reference {dataset}:{split} has {len(images)} images, fewer than the "
                     f"{num_images} asked for")
-  logging.info("computing FID reference statistics %s (%d images)", key,
-               num_images or len(images))
+  count = num_images or len(images)
+  logging.info("computing reference statistics%s %s (%d images)",
+               " and features" if features else "", key, count)
   batches = (x for x, _ in data.iterate_in_order(images, batch_size, num_images or None))
-  stats, _ = evaluate_batches(batches, extractor, between_batches)
-  stats.save(path, key=key)
-  return stats, key
+  out = extract(batches, extractor, keep_features=features, between_batches=between_batches,
+                progress=Progress(f"reference {dataset}:{split}", count))
+  out.stats.save(path, key=key)
+  if features:
+    files.write_npz(feature_path, features=out.features, key=np.asarray(key))
+  return Reference(out.stats, key, out.features)
+
+
+def _load_features(path: str) -> np.ndarray:
+  try:
+    with np.load(path) as f:
+      return np.asarray(f["features"], np.float32)
+  except (OSError, KeyError, ValueError) as e:
+    raise DataError(f"cannot read reference features from {path!r}: {e}") from None
+
+
+def reference_statistics(dataset: str, split: str, extractor: inception.InceptionExtractor,
+                         **options) -> tuple[Statistics, str]:
+  """The (cached) statistics of a reference split and their cache key (`reference`)."""
+  ref = reference(dataset, split, extractor, **options)
+  return ref.stats, ref.key
 
 
 def parse_reference(ref: str) -> tuple[str, str]:
@@ -223,30 +284,47 @@ def _read_image(path: str) -> np.ndarray:
     raise DataError(f"unreadable image {path!r}") from None
 
 
+def _npz_images(path: str) -> np.ndarray:
+  if not os.path.exists(path):
+    raise DataError(f"no such file {path!r}")
+  with np.load(path) as f:
+    key = "images" if "images" in f.files else (f.files[0] if len(f.files) == 1 else None)
+    if key is None:
+      raise DataError(f"{path!r} has no 'images' array (it has {f.files})")
+    images = f[key]
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    raise DataError(f"{path!r}: expected uint8 images [N, H, W, 3], got {images.dtype} "
+                    f"{images.shape}")
+  return images
+
+
+def _image_files(path: str) -> list[str]:
+  if not os.path.isdir(path):
+    raise DataError(f"samples {path!r} are neither a folder nor an .npz file")
+  found = sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names
+                 if f.lower().endswith(data.IMAGE_EXTENSIONS))
+  if not found:
+    raise DataError(f"folder {path!r} holds no images")
+  return found
+
+
+def count_samples(path: str) -> int:
+  """How many images `read_samples` will read from `path`."""
+  if path.endswith(".npz"):
+    return len(_npz_images(path))
+  return len(_image_files(path))
+
+
 def read_samples(path: str, batch_size: int = 500) -> Iterator[np.ndarray]:
   """uint8 batches from a folder of images (sorted, recursive) or an ``.npz`` (``images``)."""
   if path.endswith(".npz"):
-    if not os.path.exists(path):
-      raise DataError(f"no such file {path!r}")
-    with np.load(path) as f:
-      key = "images" if "images" in f.files else (f.files[0] if len(f.files) == 1 else None)
-      if key is None:
-        raise DataError(f"{path!r} has no 'images' array (it has {f.files})")
-      images = f[key]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-      raise DataError(f"{path!r}: expected uint8 images [N, H, W, 3], got {images.dtype} "
-                      f"{images.shape}")
+    images = _npz_images(path)
     for start in range(0, len(images), batch_size):
       yield images[start:start + batch_size]
     return
-  if not os.path.isdir(path):
-    raise DataError(f"samples {path!r} are neither a folder nor an .npz file")
-  files = sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names
-                 if f.lower().endswith(data.IMAGE_EXTENSIONS))
-  if not files:
-    raise DataError(f"folder {path!r} holds no images")
-  for start in range(0, len(files), batch_size):
-    batch = [_read_image(f) for f in files[start:start + batch_size]]
+  found = _image_files(path)
+  for start in range(0, len(found), batch_size):
+    batch = [_read_image(f) for f in found[start:start + batch_size]]
     shapes = {x.shape for x in batch}
     if len(shapes) > 1:
       raise DataError(f"images in {path!r} differ in size ({sorted(shapes)[:2]})")
