@@ -1,6 +1,7 @@
 """Data sources, the (seed, step) -> batch contract, and data errors."""
 
 import os
+import types
 
 import numpy as np
 from PIL import Image
@@ -161,3 +162,58 @@ def test_unknown_tfds_name():
 def test_bad_synthetic_size():
   with pytest.raises(DataError, match="must be an integer"):
     data.load_dataset("synthetic:many", "train", 32)
+
+
+# -- split slicing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split,expected", [
+    ("train", (0, 50)), ("train[:10%]", (0, 5)), ("train[10%:]", (5, 50)),
+    ("train[3:7]", (3, 7)), ("train[-10%:]", (45, 50)), ("train[:-3]", (0, 47)),
+    ("train[:100%]", (0, 50)), ("train[:]", (0, 50)),
+])
+def test_slice_range_follows_tfds(split, expected):
+  assert datasets.slice_range(split, 50) == expected
+
+
+def test_percent_slices_round_to_the_closest_example_as_tfds():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  for n in (7, 13, 50, 1001):
+    for pct in (1, 10, 15, 33, 50, 67, 99):
+      instruction = tfds.core.ReadInstruction("train", to=pct, unit="%")
+      absolute = instruction.to_absolute({"train": types.SimpleNamespace(num_examples=n)})[0]
+      assert datasets.slice_range(f"train[:{pct}%]", n) == (0, n if absolute.to is None else absolute.to), (n, pct)
+
+
+@pytest.mark.parametrize("split", ["train[", "train[1:2:3]", "train[a:b]", "train[:150%]",
+                                   "train[:5]x"])
+def test_bad_split_is_one_line(split):
+  with pytest.raises(DataError) as e:
+    datasets.slice_range(split, 10) if "%" in split else datasets.parse_split(split)
+  assert "\n" not in str(e.value)
+
+
+def test_synthetic_and_folder_slices(tmp_path):
+  whole = data.load_dataset("synthetic:40", "train", 8)
+  part = data.load_dataset("synthetic:40", "train[:10%]", 8)
+  assert len(part) == 4 and part.source == "synthetic:40:train[:10%]"
+  np.testing.assert_array_equal(part.images, whole.images[:4])
+  root = write_folder(str(tmp_path / "f"), per_class=5)
+  folder_whole = data.load_dataset(f"folder:{root}", "train", 32)
+  folder_tail = data.load_dataset(f"folder:{root}", "train[-30%:]", 32)
+  assert len(folder_tail) == 3 and folder_tail.source.endswith(":train[-30%:]")
+  np.testing.assert_array_equal(folder_tail.images, folder_whole.images[-3:])
+  np.testing.assert_array_equal(folder_tail.labels, folder_whole.labels[-3:])
+
+
+def test_tfds_split_slicing_is_tfds_own(monkeypatch):
+  """tfds data sets hand the split, slices and unions included, to tfds.load (its mock data
+  ignores slices, so the test records what tfds is asked for)."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  asked = []
+  load = tfds.load
+  monkeypatch.setattr(tfds, "load", lambda name, split, **kw: asked.append(split) or load(
+      name, split=split, **kw))
+  with tfds.testing.mock_data(num_examples=20):
+    part = data.load_dataset("cifar10", "train[:25%]+test[:1]", 32)
+  assert asked == ["train[:25%]+test[:1]"] and part.source == "cifar10:train[:25%]+test[:1]"

@@ -9,6 +9,12 @@ labels in host memory); `BatchIterator` turns it into training batches. The data
 * ``'synthetic'`` or ``'synthetic:N'``: N (default 1024) deterministic random images in 10
   classes, each class with its own colours and stripe pattern, for tests and benchmarks.
 
+Splits take tfds's slicing syntax for every kind of data set: ``'train[:10%]'`` (the first 10 %),
+``'train[1000:2000]'``, ``'train[-10%:]'``; percentages round to the closest example as tfds's
+default ``rounding='closest'`` does. tfds data sets slice in tfds; image folders and synthetic
+data slice their examples in their fixed order (`tfds.ImageFolder`'s deterministic shuffle of
+each split, so a slice mixes the classes; the synthetic generation order).
+
 Images are converted to RGB and, when their size differs from `image_size`, centre-cropped to a
 square and resized (area averaging). Inside the library images are float32 in [-1, 1]: the
 iterator converts each batch with `to_float`.
@@ -25,6 +31,7 @@ import dataclasses
 import functools
 import os
 import queue
+import re
 import threading
 from typing import Callable, Iterator
 
@@ -114,6 +121,54 @@ def _to_numpy(ds, image_size: int, has_label: bool) -> tuple[np.ndarray, np.ndar
   if not images:
     return np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0,), np.int32)
   return np.concatenate(images), np.concatenate(labels).astype(np.int32)
+
+
+_SLICE = re.compile(r"^(?P<name>[^\[\]]+)(?:\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
+
+
+def parse_split(split: str) -> tuple[str, str | None, str | None]:
+  """``'train[:10%]'`` -> ('train', None, '10%'); ``'test'`` -> ('test', None, None).
+
+  One slice of ints or percentages, as tfds writes it; anything else is a one-line DataError
+  (tfds data sets take tfds's whole split syntax, unions included, from tfds itself).
+  """
+  match = _SLICE.match(split.strip())
+  if not match:
+    raise DataError(f"split {split!r} is not NAME or NAME[START:STOP] (ints or percentages, "
+                    f"e.g. 'train[:10%]', 'train[1000:2000]')")
+  return match["name"], match["start"], match["stop"]
+
+
+def _boundary(text: str | None, size: int, default: int) -> int:
+  if text is None:
+    return default
+  if text.endswith("%"):
+    percent = int(text[:-1])
+    if not -100 <= percent <= 100:
+      raise DataError(f"split percentage {text!r} is outside [-100%, 100%]")
+    value = int(round(percent * size / 100.0))  # tfds rounding='closest'
+  else:
+    value = int(text)
+  if value < 0:
+    value += size
+  return min(max(value, 0), size)
+
+
+def slice_range(split: str, size: int) -> tuple[int, int]:
+  """The [start, stop) example range of `split` in a split of `size` examples."""
+  _, start, stop = parse_split(split)
+  return _boundary(start, size, 0), _boundary(stop, size, size)
+
+
+def _sliced(dataset: ImageDataset, split: str) -> ImageDataset:
+  """`dataset` (a whole split) cut to `split`'s slice, if it has one."""
+  _, start_text, stop_text = parse_split(split)
+  if start_text is None and stop_text is None:
+    return dataset
+  start, stop = slice_range(split, len(dataset))
+  source = dataset.source.rpartition(":")[0] + f":{split}"
+  return ImageDataset(dataset.images[start:stop], dataset.labels[start:stop],
+                      dataset.class_names, source)
 
 
 def _find_unreadable(files: list[str]) -> str | None:
@@ -212,11 +267,11 @@ def load_dataset(spec: str, split: str = "train", image_size: int = 32, *,
     raise DataError("no data set given (config.dataset is empty)")
   kind, _, arg = spec.partition(":")
   if kind == "synthetic":
-    dataset = _load_synthetic(arg, split, image_size)
+    dataset = _sliced(_load_synthetic(arg, parse_split(split)[0], image_size), split)
   elif kind == "folder":
     if not arg:
       raise DataError("folder data set needs a path: 'folder:PATH'")
-    dataset = _load_folder(arg, split, image_size)
+    dataset = _sliced(_load_folder(arg, parse_split(split)[0], image_size), split)
   else:
     dataset = _load_tfds(spec, split, image_size, data_dir)
   if not len(dataset):
