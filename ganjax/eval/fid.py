@@ -138,20 +138,25 @@ def extract(batches: Iterable[np.ndarray], extractor: inception.InceptionExtract
             progress: Progress | None = None) -> Extracted:
   """One pass of the Inception network over uint8 image batches.
 
-  `between_batches` is called before each batch (a stop check may raise there); `progress`
-  counts the images.
+  Each batch goes through the network in chunks of its own batch size (``extractor.batch_size``
+  images: the same computation as one call on the batch), so `progress` counts the images as
+  they are done even when one batch takes minutes on a CPU. `between_batches` is called before
+  each batch (a stop check may raise there).
   """
   acc, logits, features = StatisticsAccumulator(), [], []
+  chunk = getattr(extractor, "batch_size", 0)  # the network's own batch: progress per chunk
   for images in batches:
     if between_batches is not None:
       between_batches()
-    out = extractor(images)
-    acc.add(out["pool"])
-    logits.append(out["logits_unbiased"])
-    if keep_features:
-      features.append(np.asarray(out["pool"], np.float32))
-    if progress is not None:
-      progress.update(len(images))
+    for start in range(0, len(images), chunk or max(len(images), 1)):
+      part = images[start:start + chunk] if chunk else images
+      out = extractor(part)
+      acc.add(out["pool"])
+      logits.append(out["logits_unbiased"])
+      if keep_features:
+        features.append(np.asarray(out["pool"], np.float32))
+      if progress is not None:
+        progress.update(len(part))
   if not logits:
     raise DataError("no images to evaluate")
   return Extracted(acc.result(), np.concatenate(logits),

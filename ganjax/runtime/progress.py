@@ -1,9 +1,10 @@
 """Progress of a long pass (feature extraction, sampling, reference statistics, metrics).
 
-`Progress` logs one line at most every ``every_secs`` seconds (default 30) while items are
-counted, and always once at the end::
+`Progress` logs one line at the first count ``every_secs`` seconds (default 15) after the last
+line while items are counted, so lines come at least every 30 seconds unless one count takes
+longer than 15, and always one at the end::
 
-  FID reference cifar10:train: 12500/50000 images (25.0%) | 41.7 images/s | ETA 15m00s
+  reference cifar10:train: 12500/50000 images (25.0%) | 41.7 images/s | ETA 15m00s
 
 The timing is clu's `periodic_actions.PeriodicCallback` (``every_secs`` plus the last count as
 an ``on_steps`` trigger), the same periodic actions the training loop runs.
@@ -18,7 +19,7 @@ from absl import logging
 from clu import periodic_actions
 
 T = TypeVar("T")
-EVERY_SECS = 20.0  # a line at the first count after 20 s: lines at most ~30 s apart
+EVERY_SECS = 15.0  # a line at the first count after 15 s: lines at most ~30 s apart
 
 
 def format_duration(seconds: float) -> str:
