@@ -25,11 +25,20 @@ two), then, as its last line, ``ratio_vs_torch=<float>``: the
 median over rounds of (PyTorch time / JAX time) in the same round (> 1: ganjax is faster).
 Images/s count the generator batch per iteration (a WGAN-GP iteration also runs 5 critic
 updates on their own real batches).
+
+`--augment_costs` times instead, in the same alternating rounds, ganjax's step of ``--model``
+without augmentation and with each augmentation of data-efficient training before every
+discriminator call (`ganjax.gan.steps`): DiffAugment ``color``, ``translation``, ``cutout`` and
+all three, and ADA's 'bgc' pipeline at a fixed p = 0.5, and prints images/s and the cost
+relative to the step without augmentation:
+
+  python -m experiments.benchmark_train --model dcgan --augment_costs [--rounds 6] [--window 2]
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 
@@ -79,6 +88,77 @@ def table(result: dict, peak: float) -> str:
   return "\n".join(lines)
 
 
+# (row name, config overrides) of `--augment_costs`; ADA with target 0 keeps p at its start.
+AUGMENTATIONS = (
+    ("none", {}),
+    ("DiffAugment color", {"diffaugment": "color"}),
+    ("DiffAugment translation", {"diffaugment": "translation"}),
+    ("DiffAugment cutout", {"diffaugment": "cutout"}),
+    ("DiffAugment color,translation,cutout", {"diffaugment": "color,translation,cutout"}),
+    ("ADA bgc, p = 0.5", {"ada_initial_p": 0.5}),
+)
+
+
+def _augmented_step(args, overrides: dict):
+  """``run(n)``: n iterations of the jitted step of ``--model`` with `overrides` (as
+  `experiments.bench_train_step.build_jax_step`, state donated, batch split over the mesh)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from ganjax.data import DataSpec  # pylint: disable=g-import-not-at-top
+  from ganjax.gan.build import build_gan  # pylint: disable=g-import-not-at-top
+  from ganjax.ops import conv  # pylint: disable=g-import-not-at-top
+  from ganjax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+
+  config = bench_train_step.jax_config(args)
+  config.update(overrides)
+  mesh = mesh_lib.make_mesh()
+  gan = build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
+                  conv.backend_for(mesh))
+  replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  n_critic = gan.options.n_critic
+  images = jax.random.uniform(jax.random.PRNGKey(1), (n_critic, args.batch, 32, 32, 3),
+                              jnp.float32, -1.0, 1.0)
+  batch = jax.device_put({"image": images,
+                          "label": jnp.zeros((n_critic, args.batch), jnp.int32)}, batches)
+  holder = {"state": jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))}
+  step = jax.jit(gan.train_step(), in_shardings=(replicated, batches),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+  step = step.lower(holder["state"], batch).compile()
+
+  def run(n: int) -> None:
+    s = holder["state"]
+    for _ in range(n):
+      s, metrics = step(s, batch)
+    jax.block_until_ready((s, metrics))
+    holder["state"] = s
+
+  return run
+
+
+def augment_costs(args) -> dict[str, float]:
+  """Images/s of the step with each of `AUGMENTATIONS` (median over alternating rounds)."""
+  runs = {name: _augmented_step(args, overrides) for name, overrides in AUGMENTATIONS}
+  for run in runs.values():  # warm-up
+    run(1)
+  times = {name: [] for name in runs}
+  for r in range(args.rounds):
+    for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+      t0 = time.perf_counter()
+      runs[name](args.window)
+      times[name].append((time.perf_counter() - t0) / args.window)
+  return {name: args.batch / statistics.median(ts) for name, ts in times.items()}
+
+
+def augment_table(rates: dict[str, float], batch: int) -> str:
+  base = rates["none"]
+  lines = ["| augmentation before D | images/s | ms/iteration | time relative to none |",
+           "|---|---|---|---|"]
+  for name, rate in rates.items():
+    lines.append(f"| {name} | {rate:.2f} | {1e3 * batch / rate:.0f} | {base / rate:.3f} |")
+  return "\n".join(lines)
+
+
 def _without_xla_flags(argv: list[str]) -> list[str]:
   """`argv` minus ``--xla_flags=V`` / ``--xla_flags V`` (already applied here)."""
   out, skip = [], False
@@ -98,7 +178,20 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--full_table", action="store_true",
                       help="also time, in the same rounds, the dilated generator (DCGAN), "
                            "PyTorch eager NCHW and torch.compile (DCGAN)")
+  parser.add_argument("--augment_costs", action="store_true",
+                      help="time the step without augmentation and with each DiffAugment "
+                           "policy and ADA (p = 0.5) instead of against PyTorch")
   args = parser.parse_args(argv)
+  if args.augment_costs:
+    bench_train_step.apply_xla_flags(args)  # before JAX starts
+    rates = augment_costs(args)
+    import jax  # pylint: disable=g-import-not-at-top
+    print(f"{args.model}, batch {args.batch}, width {args.width}; {args.rounds} rounds of "
+          f"{args.window} iterations; jax {jax.__version__} on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s); {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(augment_table(rates, args.batch))
+    return
   argv = [a for a in argv if a != "--full_table"]
   if args.full_table:
     # The dilated (ConvTranspose) generator runs its kernel gradients on XLA's generic path:

@@ -118,8 +118,9 @@ def _other_value(value):
 def test_every_shipped_config_takes_every_default_key_from_the_command_line():
   """Each config file parsed with all keys of the default config overridden at once."""
   defaults = _flat(default.get_config())
-  assert configs.names() == sorted(["acgan", "biggan", "cgan", "classifier", "dcgan", "sagan",
-                                    "sngan", "wgan", "wgan_gp", "wgan_gp_acgan"])
+  assert configs.names() == sorted(["acgan", "biggan", "biggan_ada", "biggan_diffaug", "cgan",
+                                    "classifier", "dcgan", "sagan", "sngan",
+                                    "sngan_diffaug_lecam", "wgan", "wgan_gp", "wgan_gp_acgan"])
   for name in configs.names():
     config = importlib.import_module(f"ganjax.configs.{name}").get_config()
     flat = _flat(config)

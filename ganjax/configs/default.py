@@ -56,6 +56,23 @@ def get_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0         # one-sided: real targets 1 - s in the BCE D loss (0 = off)
   c.unroll_critic = True          # critic updates as straight-line code, not a lax.scan
 
+  # Data-efficient training (see ganjax.gan.steps, ganjax.diffaug, ganjax.gan.regularizers):
+  # differentiable augmentation of every image D sees (real and generated), LeCam, bCR, zCR.
+  c.diffaugment = ""              # DiffAugment policy, e.g. 'color,translation,cutout' ('' = off)
+  c.ada_target = 0.0              # ADA target of E[sign(D(real))], e.g. 0.6 (0 = p does not adapt)
+  c.ada_initial_p = 0.0           # ADA's initial p (ADA is on when this or ada_target is > 0)
+  c.ada_interval = 4              # steps between adjustments of p
+  c.ada_speed_images = 500_000    # real images D scores for p to move by 1 (ada_kimg * 1000)
+  c.ada_preset = "bgc"            # ADA pipeline: blit, geom, color, bg, bgc
+  c.lecam_weight = 0.0            # LeCam lambda (0 = off)
+  c.lecam_ema_decay = 0.99        # decay of the EMAs of D's mean outputs on real / generated
+  c.lecam_start_step = 0          # EMAs copy the outputs before it, LeCam applies after it
+  c.bcr_real_weight = 0.0         # bCR lambda_real: ||D(x) - D(T(x))||^2 (0 = off)
+  c.bcr_fake_weight = 0.0         # bCR lambda_fake: ||D(G(z)) - D(T(G(z)))||^2 (0 = off)
+  c.zcr_dis_weight = 0.0          # zCR lambda_dis: ||D(G(z)) - D(G(z + dz))||^2 in D (0 = off)
+  c.zcr_gen_weight = 0.0          # zCR lambda_gen: -||G(z) - G(z + dz)||^2 in G (0 = off)
+  c.zcr_sigma = 0.05              # zCR: dz ~ N(0, sigma^2 I)
+
   # Optimizers (see ganjax.gan.optim): name, learning_rate, schedule, then the options of the
   # named optimizer and schedule, which each config sets (Adam's b1 / b2, ...).
   c.g_optimizer = optimizer("adam", 2e-4)

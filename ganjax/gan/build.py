@@ -37,8 +37,11 @@ class GAN:
 
   def init(self, rng: jax.Array) -> GANState:
     """The initial state (pure; jit it with the shardings you want)."""
+    o = self.options
     return create_state(rng, self.generator, self.discriminator, self.g_tx, self.d_tx,
-                        image_shape=self.data.image_shape, use_ema=self.use_ema)
+                        image_shape=self.data.image_shape, use_ema=self.use_ema,
+                        ada_p=o.ada_initial_p if o.uses_ada else None,
+                        use_lecam=o.uses_lecam)
 
   def train_step(self) -> Callable[..., Any]:
     """``train_step(state, batch) -> (state, metrics)``; see `ganjax.gan.steps.make_train_step`."""
@@ -54,6 +57,26 @@ def dtype_of(name: str) -> Any:
   if name not in DTYPES:
     raise ConfigError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
   return DTYPES[name]
+
+
+def data_efficient_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The `StepOptions` of augmentation (DiffAugment, ADA) and LeCam / bCR / zCR of `config`."""
+  return dict(
+      diffaugment=config.diffaugment,
+      ada_target=config.ada_target,
+      ada_initial_p=config.ada_initial_p,
+      ada_interval=config.ada_interval,
+      ada_speed_images=config.ada_speed_images,
+      ada_preset=config.ada_preset,
+      lecam_weight=config.lecam_weight,
+      lecam_ema_decay=config.lecam_ema_decay,
+      lecam_start_step=config.lecam_start_step,
+      bcr_real_weight=config.bcr_real_weight,
+      bcr_fake_weight=config.bcr_fake_weight,
+      zcr_dis_weight=config.zcr_dis_weight,
+      zcr_gen_weight=config.zcr_gen_weight,
+      zcr_sigma=config.zcr_sigma,
+  )
 
 
 def build_gan(config: ml_collections.ConfigDict, data: DataSpec,
@@ -92,6 +115,7 @@ def build_gan(config: ml_collections.ConfigDict, data: DataSpec,
       ema_start_step=config.ema_start_step,
       unroll_critic=config.unroll_critic,
       batch_sharding=batch_sharding,
+      **data_efficient_options(config),
   )
   return GAN(generator, discriminator, g_tx, d_tx, options, data,
              use_ema=config.ema_decay > 0)

@@ -1,7 +1,10 @@
 """Regularizers and weight constraints of the discriminator (critic).
 
 Penalties are pure functions of a scalar-per-example critic ``critic(images) -> [B]`` and
-images; constraints are projections applied to the parameters after each optimizer update.
+images; the data-efficient regularizers (LeCam, consistency) are pure functions of the
+discriminator's outputs (and of the EMAs the training state keeps); constraints are projections
+applied to the parameters after each optimizer update. The training step
+(`ganjax.gan.steps`) decides which images each one sees.
 """
 
 from __future__ import annotations
@@ -67,6 +70,55 @@ def r1_penalty(critic: Critic, real: Array) -> Array:
   """
   grads = _at_least_f32(_per_example_input_gradients(critic, real))
   return jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1))
+
+
+def ema_update(average: Array, value: Array, decay: Array | float) -> Array:
+  """One step of an exponential moving average: ``decay * average + (1 - decay) * value``."""
+  return decay * average + (1.0 - decay) * value
+
+
+def lecam_regularizer(d_real: Array, d_fake: Array, ema_real: Array, ema_fake: Array) -> Array:
+  """The LeCam regularizer of the discriminator, without its weight lambda.
+
+  R_LC = E_x[relu(D(x) - alpha_F)^2] + E_z[relu(alpha_R - D(G(z)))^2], where alpha_R and
+  alpha_F are exponential moving averages of the mean outputs of D on real and on generated
+  images. Tseng, Jiang, Liu, Yang, Yang, "Regularizing Generative Adversarial Networks under
+  Limited Data", CVPR 2021 (R_LC); the one-sided (relu) form is the reference implementation's
+  (google/lecam-gan ``lecam_reg``, the same in PyTorch-StudioGAN's ``losses.lecam_reg``), which
+  penalizes only real outputs above the fake EMA and generated outputs below the real EMA. The
+  EMAs are constants here (the step updates them from the same batch just before, as both
+  references do); gradients flow through ``d_real`` and ``d_fake``.
+
+  Args:
+    d_real, d_fake: D's raw outputs on real and generated images, [B].
+    ema_real, ema_fake: the EMAs alpha_R and alpha_F (scalars).
+  """
+  ema_real = jax.lax.stop_gradient(ema_real)
+  ema_fake = jax.lax.stop_gradient(ema_fake)
+  real = _at_least_f32(d_real)
+  fake = _at_least_f32(d_fake)
+  return (jnp.mean(jnp.square(jax.nn.relu(real - ema_fake))) +
+          jnp.mean(jnp.square(jax.nn.relu(ema_real - fake))))
+
+
+def consistency_penalty(outputs: Array, other_outputs: Array) -> Array:
+  """The mean squared difference of two outputs for the same examples, E[(a - b)^2].
+
+  The term of consistency regularization (Zhang, Zhang, Odena, Lee, "Consistency
+  Regularization for Generative Adversarial Networks", ICLR 2020) and of its balanced and latent
+  forms (Zhao, Singh, Lee, Zhang, Odena, Zhang, "Improved Consistency Regularization for GANs",
+  AAAI 2021, Algorithms 1 and 2):
+
+  * bCR: lambda_real E||D(x) - D(T(x))||^2 + lambda_fake E||D(G(z)) - D(T(G(z)))||^2, T a flip
+    and translation (`ganjax.diffaug.cr_augment`), in the discriminator's loss;
+  * zCR: lambda_dis E||D(G(z)) - D(G(z + dz))||^2 in the discriminator's loss and
+    -lambda_gen E||G(z) - G(z + dz)||^2 in the generator's, dz ~ N(0, sigma_noise^2 I).
+
+  Computed as PyTorch-StudioGAN does (``torch.nn.MSELoss``): the mean over every element, i.e.
+  over the batch for D's outputs and over all pixels for G's images.
+  """
+  diff = _at_least_f32(outputs) - _at_least_f32(other_outputs)
+  return jnp.mean(jnp.square(diff))
 
 
 def weight_clipping(clip_value: float) -> Callable[[Params], Params]:

@@ -36,6 +36,41 @@ class PlayerState:
 
 
 @flax.struct.dataclass
+class AdaState:
+  """Adaptive discriminator augmentation (ADA): the probability p and the statistics that move it.
+
+  Karras et al., "Training Generative Adversarial Networks with Limited Data", NeurIPS 2020: p
+  is adjusted every few steps from ``r_t = E[sign(D(x_real))]`` over the discriminator's outputs
+  on (augmented) real images since the last adjustment (`ganjax.diffaug.ada.ada_update`).
+
+  Attributes:
+    p: the augmentation probability the next step uses (float32 scalar in [0, 1]).
+    sign_sum: sum of ``sign(D(x_real))`` since the last adjustment (float32 scalar).
+    count: number of outputs in that sum (int32 scalar).
+  """
+
+  p: Array
+  sign_sum: Array
+  count: Array
+
+
+@flax.struct.dataclass
+class LeCamState:
+  """Exponential moving averages of the discriminator's mean outputs, for LeCam regularization.
+
+  Tseng et al., "Regularizing Generative Adversarial Networks under Limited Data", CVPR 2021
+  (`ganjax.gan.regularizers.lecam_regularizer`).
+
+  Attributes:
+    ema_real: EMA of the batch mean of D(x) on real images (float32 scalar).
+    ema_fake: EMA of the batch mean of D(G(z)) on generated images (float32 scalar).
+  """
+
+  ema_real: Array
+  ema_fake: Array
+
+
+@flax.struct.dataclass
 class GANState:
   """The whole training state.
 
@@ -47,6 +82,11 @@ class GANState:
     discriminator: discriminator parameters, collections and optimizer state.
     ema_params: exponential moving average of the generator parameters, or None when the run
       keeps none.
+    ada: the ADA probability and its statistics, or None when the run does not use ADA.
+    lecam: the EMAs of LeCam regularization, or None when the run does not use it.
+
+  A field that is None has no leaves, so a run without ADA or LeCam has exactly the pytree (and
+  the checkpoints) of a state without these fields.
   """
 
   step: Array
@@ -54,6 +94,8 @@ class GANState:
   generator: PlayerState
   discriminator: PlayerState
   ema_params: PyTree = None
+  ada: AdaState | None = None
+  lecam: LeCamState | None = None
 
   @property
   def sampling_variables(self) -> dict[str, PyTree]:
@@ -77,9 +119,21 @@ def dummy_inputs(generator: nn.Module, image_shape: tuple[int, int, int],
   return z, labels, images
 
 
+def initial_ada_state(p: float) -> AdaState:
+  """ADA at probability `p` with empty statistics."""
+  return AdaState(p=jnp.asarray(p, jnp.float32), sign_sum=jnp.zeros((), jnp.float32),
+                  count=jnp.zeros((), jnp.int32))
+
+
+def initial_lecam_state() -> LeCamState:
+  """Both EMAs at 0 (with a start step the first update replaces them, see the step)."""
+  return LeCamState(ema_real=jnp.zeros((), jnp.float32), ema_fake=jnp.zeros((), jnp.float32))
+
+
 def create_state(rng: Array, generator: nn.Module, discriminator: nn.Module,
                  g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation, *,
-                 image_shape: tuple[int, int, int], use_ema: bool = False) -> GANState:
+                 image_shape: tuple[int, int, int], use_ema: bool = False,
+                 ada_p: float | None = None, use_lecam: bool = False) -> GANState:
   """Initializes both players, their optimizers and the EMA copy. Pure; `jax.jit` it.
 
   Args:
@@ -88,6 +142,8 @@ def create_state(rng: Array, generator: nn.Module, discriminator: nn.Module,
     g_tx, d_tx: the players' optax optimizers.
     image_shape: (height, width, channels) of the images.
     use_ema: whether to keep an exponential moving average of the generator parameters.
+    ada_p: the initial ADA probability, or None for a run without ADA.
+    use_lecam: whether to keep the EMAs of LeCam regularization.
   """
   g_key, d_key, base_key = jax.random.split(rng, 3)
   z, labels, images = dummy_inputs(generator, image_shape)
@@ -100,4 +156,6 @@ def create_state(rng: Array, generator: nn.Module, discriminator: nn.Module,
       generator=PlayerState(g_params, g_collections, g_tx.init(g_params)),
       discriminator=PlayerState(d_params, d_collections, d_tx.init(d_params)),
       ema_params=jax.tree.map(jnp.copy, g_params) if use_ema else None,
+      ada=None if ada_p is None else initial_ada_state(ada_p),
+      lecam=initial_lecam_state() if use_lecam else None,
   )
