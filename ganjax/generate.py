@@ -1,5 +1,5 @@
-"""``python -m ganjax.generate --workdir RUN --num N --out DIR_OR_NPZ``: see
-`ganjax.cli.generate`."""
+"""``python -m ganjax.generate --workdir RUN (--num N | --seeds 0-63) --out DIR|FILE.npz|FILE.png``
+(``--class``, ``--truncation``, ``--interpolate``): see `ganjax.cli.generate`."""
 
 from ganjax.cli import generate
 
