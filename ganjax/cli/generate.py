@@ -56,6 +56,7 @@ from ganjax.data import images as image_grid
 from ganjax.errors import ConfigError
 from ganjax.eval.sampling import MAX_INDEX, Sampler, check_truncation
 from ganjax.runtime import files, mesh as mesh_lib
+from ganjax.runtime.progress import counted
 
 FLAGS = flags.FLAGS
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -184,13 +185,19 @@ def _classes(request: Request, gan: Any) -> list[tuple[int | None, str | None]]:
   return [(request.label, None)]
 
 
+def _batch_size(batch: tuple[np.ndarray, Any]) -> int:
+  return len(batch[0])
+
+
 def _write_folder(sampler: Sampler, variables: Any, request: Request, indices: np.ndarray,
                   classes: list[tuple[int | None, str | None]], out: str) -> int:
   total = 0
   for label, name in classes:
     folder = out if name is None else os.path.join(out, _safe_name(name))
-    batches = sampler.batches(variables, indices=indices, seed=request.seed, label=label,
-                              truncation=request.truncation)
+    batches = counted(sampler.batches(variables, indices=indices, seed=request.seed,
+                                      label=label, truncation=request.truncation),
+                      "sampling" + (f" class {name}" if name else ""), len(indices),
+                      size=_batch_size)
     total += write_pngs(batches, indices, folder)
   return total
 
@@ -199,9 +206,11 @@ def _write_arrays(sampler: Sampler, variables: Any, request: Request, indices: n
                   classes: list[tuple[int | None, str | None]], out: str) -> int:
   """The .npz file or the grid .png of all the samples."""
   images, labels = [], []
-  for label, _ in classes:
-    for x, y in sampler.batches(variables, indices=indices, seed=request.seed, label=label,
-                                truncation=request.truncation):
+  for label, name in classes:
+    for x, y in counted(sampler.batches(variables, indices=indices, seed=request.seed,
+                                        label=label, truncation=request.truncation),
+                        "sampling" + (f" class {name}" if name else ""), len(indices),
+                        size=_batch_size):
       images.append(x)
       labels.append(y)
   images = np.concatenate(images)
