@@ -139,24 +139,27 @@ def test_bad_requests_are_errors(runs, tmp_path, run, out, request_, message):
   assert not os.path.exists(tmp_path / out)
 
 
-def _generate(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "ganjax.generate", *args], cwd=REPO_ROOT,
-                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+def _generate(*args: str) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, "-m", "ganjax.generate", *args], cwd=REPO_ROOT,
+                          env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
 
 
-def test_command_line(runs, plain, tmp_path):
+@pytest.mark.slow
+def test_command_line(runs, tmp_path):
   out = str(tmp_path / "cli.npz")
-  result = _generate(f"--workdir={runs['cgan']}", "--seeds=3-5", "--class=3",
-                     "--truncation=0.5", f"--out={out}", "--batch_size=2")
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.strip() == f"wrote 3 images to {out}"
+  good = _generate(f"--workdir={runs['cgan']}", "--seeds=3-5", "--class=3", "--truncation=0.5",
+                   f"--out={out}", "--batch_size=2")
+  bad = _generate(f"--workdir={runs['dcgan']}", "--num=4", "--class=3",
+                  f"--out={tmp_path / 'bad.npz'}")
+  (stdout, stderr), (_, bad_stderr) = good.communicate(timeout=600), bad.communicate(timeout=600)
+  assert good.returncode == 0, stderr[-3000:]
+  assert stdout.strip() == f"wrote 3 images to {out}"
   with np.load(out) as f:
     np.testing.assert_array_equal(f["labels"], [3, 3, 3])
     np.testing.assert_array_equal(f["indices"], [3, 4, 5])
     assert np.abs(f["latents"]).max() <= 0.5
-  bad = _generate(f"--workdir={runs['dcgan']}", "--num=4", "--class=3",
-                  f"--out={tmp_path / 'bad.npz'}")
   assert bad.returncode == 1
-  lines = [l for l in bad.stderr.splitlines() if "error" in l.lower()]
+  lines = [l for l in bad_stderr.splitlines() if "error" in l.lower()]
   assert lines == ["ganjax: error: --class needs a conditional generator; this run's is "
-                   "unconditional"], bad.stderr[-3000:]
+                   "unconditional"], bad_stderr[-3000:]

@@ -6,6 +6,7 @@ the tiny models' rounding differences between batch shapes (~1e-8) rarely move a
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 
@@ -84,19 +85,62 @@ def test_images_do_not_depend_on_batch_size_or_the_other_indices(tiny, reference
   assert not np.array_equal(other_seed, images[picked])
 
 
-def test_one_and_four_devices_give_the_same_images(tiny, reference, tmp_path):
-  _, variables, _ = tiny
-  path = str(tmp_path / "variables.msgpack")
+def _child(variables_path: str, out: str, devices: int, process_id: int = 0,
+           num_processes: int = 1, port: int = 0) -> subprocess.Popen:
+  """``python -m tests.test_sampling`` (`_sample_in_child`) on `devices` forced CPU devices;
+  its output goes to ``<out>.<process_id>.log``."""
+  with open(f"{out}.{process_id}.log", "w") as log:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.test_sampling", variables_path, out, str(process_id),
+         str(num_processes), str(port)],
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env=subprocess_env(JAX_PLATFORMS="cpu",
+                           XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"))
+
+
+def _finish(children: list[subprocess.Popen], out: str) -> None:
+  """Waits for the children; kills them all if one fails or hangs."""
+  try:
+    for process_id, child in enumerate(children):
+      child.wait(timeout=600)
+      with open(f"{out}.{process_id}.log") as log:
+        assert child.returncode == 0, log.read()[-3000:]
+  finally:
+    for child in children:
+      if child.poll() is None:
+        child.kill()
+
+
+@pytest.fixture(scope="module")
+def variables_file(tiny, tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("variables") / "variables.msgpack")
   with open(path, "wb") as f:
-    f.write(flax.serialization.to_bytes(variables))
-  out = str(tmp_path / "four.npz")
-  child = subprocess.run([sys.executable, "-m", "tests.test_sampling", path, out], cwd=REPO_ROOT,
-                         env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
-                         capture_output=True, text=True, timeout=600)
-  assert child.returncode == 0, child.stderr[-3000:]
+    f.write(flax.serialization.to_bytes(tiny[1]))
+  return path
+
+
+def _check_child_images(out: str, reference) -> None:
   with np.load(out) as child_images:
     np.testing.assert_array_equal(child_images["images"], reference[0])
     np.testing.assert_array_equal(child_images["floats"], reference[2])
+
+
+@pytest.mark.slow
+def test_one_and_four_devices_give_the_same_images(variables_file, reference, tmp_path):
+  out = str(tmp_path / "four.npz")
+  _finish([_child(variables_file, out, 4)], out)
+  _check_child_images(out, reference)
+
+
+@pytest.mark.slow
+def test_one_and_two_processes_give_the_same_images(variables_file, reference, tmp_path):
+  """Two processes of two devices each (jax.distributed, gloo collectives)."""
+  out = str(tmp_path / "two.npz")
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  _finish([_child(variables_file, out, 2, i, 2, port) for i in range(2)], out)
+  _check_child_images(out, reference)
 
 
 def test_latents_follow_the_protocol(tiny):
@@ -186,9 +230,15 @@ def test_bad_requests_are_one_line_errors(tiny):
   assert plain.labels(np.arange(3)) is None
 
 
-def _sample_in_child(variables_path: str, out: str) -> None:
-  """Samples like `reference` on every (forced) device, 16 at a time; writes the images."""
-  assert jax.device_count() == 4
+def _sample_in_child(variables_path: str, out: str, process_id: str, num_processes: str,
+                     port: str) -> None:
+  """Samples like `reference` on 4 devices (of 1 or 2 processes), 16 at a time; process 0
+  writes the images."""
+  if int(num_processes) > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
+                               num_processes=int(num_processes), process_id=int(process_id))
+  assert jax.device_count() == 4 and jax.process_count() == int(num_processes)
   gan, template = build()
   with open(variables_path, "rb") as f:
     variables = flax.serialization.from_bytes(template, f.read())
@@ -196,7 +246,8 @@ def _sample_in_child(variables_path: str, out: str) -> None:
   images, _ = _all(sampler.batches(variables, NUM, seed=1))
   with float_images():
     floats, _ = _all(sampler.batches(variables, NUM, seed=1))
-  np.savez(out, images=images, floats=floats)
+  if jax.process_index() == 0:
+    np.savez(out, images=images, floats=floats)
 
 
 if __name__ == "__main__":

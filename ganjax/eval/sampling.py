@@ -17,8 +17,8 @@ The same weights, seed, index and truncation give byte-identical images whatever
 size, the device count, the process count and the other indices asked for. Fixing the latents
 is not enough for that: convolution kernels round differently for different batch shapes,
 sometimes for different positions inside one batch (their blocking over the batch rows), and
-XLA's CPU kernels compute the last image of a batch differently depending on how many threads
-they split the work over (which changes with the forced host device count). So:
+XLA's CPU runtime was seen to round the last image of a batch differently with 4 forced host
+devices than with 1 (and the batch's other images the same). So:
 
 * the generator always runs on `CHUNK_ROWS` = 32 rows per device: a chunk of `CHUNK_SIZE` =
   31 samples, sample ``i`` at position ``i mod 31``, and a last row that is always padding
@@ -27,16 +27,18 @@ they split the work over (which changes with the forced host device count). So:
   shapes at the same position however the work is cut into batches, devices and processes;
   latents are computed the same way;
 * the generator runs XLA's convolutions (the ``"xla"`` backend of `ganjax.ops.conv`) on every
-  platform. The CPU oneDNN extension splits each call's batch over XLA's CPU threads, so its
-  images would depend on the thread count too; sampling runs forward passes only, where it
-  matters less than in training (on a 2-core CPU XLA's kernels sample DCGAN faster, the
-  ResNet generators about 1.5x slower). Images are therefore the same with
-  ``GANJAX_ONEDNN=0`` and without.
+  platform. The CPU oneDNN extension splits each call's batch into one piece per thread of
+  XLA's CPU thread pool, so its images would depend on the thread count, which the forced
+  host device count changes too. Images are therefore the same with ``GANJAX_ONEDNN=0`` and
+  without. The price, on a 2-core CPU against one oneDNN batch of 250: 0.8x the images per
+  second for DCGAN, 0.6x for SNGAN (sampling runs forward passes only, where oneDNN gains
+  less than in training).
 
-Checked on a CPU: batch sizes 4 and 16, 1 and 4 forced devices and subsets of the indices give
-the same float images, hence bytes (``tests/test_sampling.py`` with tiny models; the shipped
-CIFAR-10 generators too). Not promised: the same bytes on another kind of machine (another
-CPU's vector kernels, a GPU) or a machine with another number of cores.
+Checked on a CPU: batch sizes 4 and 16, 1 and 4 forced devices, 1 and 2 processes and subsets
+of the indices give the same float images, hence bytes (``tests/test_sampling.py`` with tiny
+models; 1 and 4 devices for the shipped CIFAR-10 generators too). Not promised: the same bytes
+on another kind of machine (another CPU's vector kernels, a GPU) or with another number of CPU
+cores (XLA's kernels split some convolutions by the thread count).
 
 Explicit latents (`Sampler.images`: latents edited by hand) run through the same program; a
 latent given with a position (``slots``) equal to ``i mod CHUNK_SIZE`` gives byte for byte the
@@ -67,7 +69,7 @@ Batch = tuple[np.ndarray, np.ndarray | None]
 
 CHUNK_ROWS = 32              # the generator's batch on each device, in every call
 CHUNK_SIZE = CHUNK_ROWS - 1  # samples per chunk; its last row is always padding
-MAX_INDEX = 2**32    # sample indices are folded into the seed's key as uint32
+MAX_INDEX = 2**32            # sample indices are folded into the seed's key as uint32
 
 
 def check_truncation(truncation: float | None) -> None:
@@ -110,7 +112,7 @@ def slerp(z0: np.ndarray, z1: np.ndarray, t: np.ndarray) -> np.ndarray:
   na, nb = np.linalg.norm(a), np.linalg.norm(b)
   ua, ub = a / max(na, 1e-30), b / max(nb, 1e-30)
   omega = np.arccos(np.clip(np.dot(ua, ub), -1.0, 1.0))
-  if omega < 1e-6:  # (nearly) parallel: the straight line is the arc
+  if np.sin(omega) < 1e-6:  # (nearly) parallel or opposite: no single great circle
     direction = (1 - t) * ua + t * ub
   else:
     direction = (np.sin((1 - t) * omega) * ua + np.sin(t * omega) * ub) / np.sin(omega)
@@ -155,8 +157,13 @@ class Sampler:
   """Samples uint8 images from a generator's variables over a device mesh (see the module
   docstring for the protocol).
 
-  `batch_size` is how many images `batches` hands out at a time; the generator itself always
-  runs on `CHUNK_SIZE` samples per device.
+  `batch_size` is how many images `batches` hands out at a time; it does not change the
+  images: the generator always runs on `CHUNK_ROWS` rows per device.
+
+  * `batches` / `sample`: samples by index (``0 .. num - 1`` or any `indices`), optionally of
+    one class (`label`) and truncated (`truncation`);
+  * `latents` / `labels`: their inputs; `images`: explicit latents; `interpolate`: rows of
+    spherical interpolations between pairs of samples.
   """
 
   def __init__(self, gan: GAN, mesh: Mesh, batch_size: int = 256):
