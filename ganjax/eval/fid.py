@@ -10,7 +10,7 @@ streaming pass (`StatisticsAccumulator`), with ``sigma`` normalized by N - 1 as 
 Reference statistics of a data set split are computed once per (data set, split, image count,
 image size, weights) and cached as ``.npz`` files with ``mu`` and ``sigma`` (what pytorch-fid
 reads) in ``$GANJAX_FID_CACHE`` (default ``~/.cache/ganjax/fid_stats``). Every reported number
-comes with its protocol string (`protocol`).
+comes with its protocol string (`ganjax.eval.metrics.protocol`).
 
 The command line (``python -m ganjax.eval.fid``, ``ganjax-fid``) is `ganjax.cli.fid`.
 """
@@ -30,7 +30,6 @@ from scipy import linalg
 from ganjax import data
 from ganjax.errors import ConfigError, DataError
 from ganjax.eval import inception
-from ganjax.eval.inception_score import inception_score
 from ganjax.runtime import files
 from ganjax.runtime.progress import Progress
 
@@ -172,16 +171,6 @@ def evaluate_batches(batches: Iterable[np.ndarray], extractor: inception.Incepti
 
 
 # -- protocol and reference statistics --------------------------------------------------------
-
-
-def protocol(reference: str, num_samples: int, weights_digest: str,
-             input_size: int = inception.INPUT_SIZE, splits: int = 10) -> str:
-  """The one-line description of how a FID / IS number was computed."""
-  return (f"FID/IS: pytorch-fid Inception v3 (weights sha256 {weights_digest[:16]}), pool3 "
-          f"2048-d / unbiased 1008 logits, uint8/255 bilinear-resized to "
-          f"{input_size}x{input_size} (align_corners=False) then 2x-1; {num_samples} samples vs "
-          f"reference {reference}; FID with pytorch-fid's sqrtm and eps 1e-6; IS over "
-          f"{splits} splits")
 
 
 def default_cache_dir() -> str:
