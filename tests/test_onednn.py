@@ -94,7 +94,11 @@ def test_third_order_derivative_of_the_kernel_gradient_matches_xla():
       return jnp.sum(jnp.sin(gw))
     return jax.jit(jax.grad(kernel_grad_norm))
 
-  np.testing.assert_allclose(f(onednn.conv)(x), f(_lax_conv)(x), rtol=1e-4, atol=1e-4)
+  # sin() of kernel gradients of size ~30 turns their float32 rounding (which depends on how
+  # each library splits the sums over threads) into absolute errors of ~1e-5 of the result's
+  # scale, so the bound is relative to that scale, not to each element (some cancel to ~0.1).
+  got, want = f(onednn.conv)(x), f(_lax_conv)(x)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5 * float(np.abs(want).max()))
 
 
 @algorithms

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import flax.linen
 import flax.serialization
 import jax
 import numpy as np
@@ -19,6 +20,7 @@ from ganjax.data.spec import DataSpec
 from ganjax.errors import ConfigError
 from ganjax.eval import sampling
 from ganjax.gan import build as experiment
+from ganjax.models import conditioning
 from ganjax.runtime import mesh as mesh_lib
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.tiny import tiny_config
@@ -179,21 +181,60 @@ def test_interpolation_ends_are_the_endpoint_samples(tiny):
   _, variables, sampler = tiny
   endpoints = np.asarray([[3, 36], [10, 11]])
   with float_images():
-    images, latents, labels = sampler.interpolate(variables, endpoints, 5, seed=1)
+    images, latents, classes = sampler.interpolate(variables, endpoints, 5, seed=1)
     assert images.shape == (2, 5, 8, 8, 3) and latents.shape == (2, 5, 8)
-    np.testing.assert_array_equal(labels, [0, 1])  # row r: class r mod K
+    np.testing.assert_array_equal(classes, [[3, 6], [0, 1]])  # the samples' own: i mod K
     for row, (a, b) in enumerate(endpoints):
-      ends, _ = sampler.sample(variables, [a, b], seed=1, label=row)
+      ends, _ = sampler.sample(variables, [a, b], seed=1)
       np.testing.assert_array_equal(images[row, 0], ends[0])
       np.testing.assert_array_equal(images[row, -1], ends[1])
       np.testing.assert_array_equal(latents[row, [0, -1]], sampler.latents([a, b], seed=1))
+    # Across classes: the middle image is that of the middle latent with the two classes'
+    # embeddings mixed half and half.
+    mix = np.zeros((1, 10), np.float32)
+    mix[0, [3, 6]] = 0.5
+    np.testing.assert_array_equal(
+        images[0, 2], sampler.images(variables, latents[0, 2:3], mix, slots=[2])[0])
+    one_class = sampler.images(variables, latents[0, 2:3], [3], slots=[2])[0]
+    assert np.abs(images[0, 2] - one_class).max() > 1e-3
   assert not np.array_equal(images[:, 1], images[:, 0])
-  fixed, _, fixed_labels = sampler.interpolate(variables, endpoints, 3, seed=1, label=7)
-  np.testing.assert_array_equal(fixed_labels, [7, 7])
+  fixed, _, fixed_classes = sampler.interpolate(variables, endpoints, 3, seed=1, label=7)
+  np.testing.assert_array_equal(fixed_classes, [[7, 7], [7, 7]])
+  np.testing.assert_array_equal(fixed[:, [0, -1]].reshape(4, 8, 8, 3),
+                                sampler.sample(variables, endpoints.reshape(-1), seed=1,
+                                               label=7)[0])
   with pytest.raises(ConfigError, match="at least 2 steps"):
     sampler.interpolate(variables, endpoints, 1)
+  with pytest.raises(ConfigError, match=r"or class weights \[1, 10\]"):
+    sampler.images(variables, latents[0, :1], np.zeros((1, 9), np.float32))
 
 
+def test_class_weights_mix_the_class_embeddings():
+  embed = flax.linen.Embed(10, 6)
+  table = embed.init(jax.random.PRNGKey(0), np.zeros(1, np.int32))["params"]["embedding"]
+  weights = np.zeros((2, 10), np.float32)
+  weights[0, [2, 7]] = 0.25, 0.75
+  weights[1, 4] = 1.0
+  got = embed.apply({"params": {"embedding": table}}, weights, 10,
+                    method=lambda m, w, k: conditioning.class_embedding(m, w, k))
+  np.testing.assert_allclose(got[0], 0.25 * table[2] + 0.75 * table[7], rtol=1e-6)
+  np.testing.assert_array_equal(got[1], table[4])
+  with pytest.raises(ValueError, match="must have 10 columns"):
+    conditioning.class_embedding(lambda y: table[y], weights[:, :9], 10)
+
+
+@pytest.mark.parametrize("name", ["cgan", "sngan"])
+def test_one_hot_class_weights_are_the_class_labels(name):
+  """Class weights [B, K] through the one-hot input (cGAN) and the class embeddings of
+  conditional batch norm (SNGAN): one-hot rows give the images of the integer labels."""
+  gan = experiment.build_gan(tiny_config(name), SPEC)
+  assert gan.generator.num_classes == 10
+  variables = jax.jit(gan.init)(jax.random.PRNGKey(0)).sampling_variables
+  z = jax.random.normal(jax.random.PRNGKey(1), (4, gan.generator.z_dim))
+  labels = np.asarray([0, 3, 9, 3])
+  apply = jax.jit(lambda v, z, y: gan.generator.apply(v, z, y, train=False))
+  np.testing.assert_array_equal(apply(variables, z, np.eye(10, dtype=np.float32)[labels]),
+                                apply(variables, z, labels))
 def test_slerp_keeps_the_ends_and_follows_the_arc():
   rng = np.random.default_rng(0)
   a, b = rng.normal(size=16).astype(np.float32), rng.normal(size=16).astype(np.float32)

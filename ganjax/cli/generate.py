@@ -19,10 +19,10 @@ the same bytes whatever ``--batch_size`` and the number of devices or processes:
 * ``--interpolate``: rows of ``--interpolate_steps`` images (both ends included) along the
   spherical interpolation (slerp) between the latents of two samples: row r between samples
   ``2r`` and ``2r + 1`` (``--num R`` rows), or between the r-th pair of ``--seeds``
-  (``--seeds 3,7,10,12``: 3 to 7, 10 to 12). The end columns are exactly those samples' images
-  with the row's class. Conditional generators keep one class along a row (``--class K``, else
-  class ``r mod K``): the models take class labels, not mixtures of class embeddings, so a row
-  interpolates the latent, not the class.
+  (``--seeds 3,7,10,12``: 3 to 7, 10 to 12). The end columns are exactly those samples' images.
+  A conditional generator's row also goes across classes, from the first sample's class to the
+  second's (class ``i mod K`` of sample i; the class embeddings mixed linearly along the row),
+  or stays in class K along every row with ``--class K``.
 
 Where (``--out``):
 
@@ -31,7 +31,7 @@ Where (``--out``):
 * ``FILE.npz``: ``images`` (uint8 [N, H, W, 3]), ``indices`` (int64 [N]), ``latents`` (float32
   [N, z_dim]) and for conditional generators ``labels`` (int32 [N]); with ``--interpolate``,
   ``images`` [R, S, H, W, 3], ``latents`` [R, S, z_dim], ``endpoints`` [R, 2], ``t`` [S] and
-  ``labels`` [R];
+  ``labels`` [R, 2] (each row's start and end class);
 * ``FILE.png``: one grid of the images (one row per class with ``--per_class``, one row per
   interpolation with ``--interpolate``).
 """
@@ -76,7 +76,7 @@ def define_flags() -> None:
   flags.DEFINE_float("truncation", None, "Truncation trick: latent coordinates restricted to "
                      "[-T, T] (T > 0).")
   flags.DEFINE_bool("interpolate", False, "Rows of spherical interpolations between pairs of "
-                    "samples' latents.")
+                    "samples' latents (and across their classes, for a conditional generator).")
   flags.DEFINE_integer("interpolate_steps", 8, "Images per interpolation row, both ends "
                        "included.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")

@@ -44,8 +44,11 @@ Explicit latents (`Sampler.images`: latents edited by hand) run through the same
 latent given with a position (``slots``) equal to ``i mod CHUNK_SIZE`` gives byte for byte the
 image of sample ``i`` when it equals ``z_i``. `Sampler.interpolate` draws rows of spherical
 interpolations (`slerp`) between the latents of pairs of samples, whose end columns are
-therefore exactly those samples' images (with the row's class). The class stays fixed along a
-row: the models take integer labels, not mixtures of class embeddings.
+therefore exactly those samples' images. A conditional generator's row also goes from the first
+sample's class to the second's (each sample's own label, ``i mod K``): the labels along the row
+are class weights ``(1 - t) onehot(y_a) + t onehot(y_b)``, a linear path between the two class
+embeddings (`ganjax.models.conditioning.class_embedding`), or one class for the whole row when
+one is given.
 """
 
 from __future__ import annotations
@@ -328,20 +331,26 @@ class Sampler:
     if labels is None:
       raise ConfigError(f"a conditional generator ({self.num_classes} classes) needs labels")
     labels = np.asarray(labels)
+    if labels.shape == (n, self.num_classes) and labels.dtype.kind == "f":
+      if not np.isfinite(labels).all():
+        raise ConfigError("class weights must be finite")
+      return labels.astype(np.float32)
     if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
-      raise ConfigError(f"labels must be {n} classes in 0..{self.num_classes - 1}")
+      raise ConfigError(f"labels must be {n} classes in 0..{self.num_classes - 1} (or class "
+                        f"weights [{n}, {self.num_classes}])")
     return labels.astype(np.int32)
 
   def interpolate(self, variables: PyTree, endpoints: np.ndarray, steps: int, *, seed: int = 0,
                   label: int | None = None, truncation: float | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Row r: `steps` images along the `slerp` from sample ``endpoints[r, 0]``'s latent to
-    sample ``endpoints[r, 1]``'s (of `seed`), both ends included, with class `label` (default
-    ``r mod K``) for a conditional generator.
+    sample ``endpoints[r, 1]``'s (of `seed`), both ends included. A conditional generator goes
+    from the first sample's class to the second's (class weights linear in t), or keeps class
+    `label` along every row.
 
-    Returns uint8 images ``[R, steps, H, W, C]``, latents ``[R, steps, z_dim]`` and the rows'
-    int32 labels ``[R]`` (or None). Column 0 and column ``steps - 1`` are byte for byte the
-    images of the endpoint samples with the row's class.
+    Returns uint8 images ``[R, steps, H, W, C]``, latents ``[R, steps, z_dim]`` and each row's
+    int32 (start, end) classes ``[R, 2]`` (or None). Column 0 and column ``steps - 1`` are byte
+    for byte the images of the endpoint samples (of class `label` when given).
     """
     endpoints = np.asarray(endpoints)
     if endpoints.ndim != 2 or endpoints.shape[1:] != (2,) or not len(endpoints):
@@ -354,10 +363,17 @@ class Sampler:
     ends = ends.reshape(rows, 2, self.z_dim)
     t = np.linspace(0.0, 1.0, steps)
     latents = np.stack([slerp(a, b, t) for a, b in ends])
-    labels = self.labels(np.arange(rows), label)
+    classes = self.labels(endpoints.reshape(-1), label)
+    weights = None
+    if classes is not None:
+      classes = classes.reshape(rows, 2)
+      onehot = np.eye(self.num_classes, dtype=np.float32)[classes]  # [R, 2, K]
+      t32 = t.astype(np.float32)[None, :, None]
+      weights = (1 - t32) * onehot[:, :1] + t32 * onehot[:, 1:]  # [R, steps, K]
+      weights[:, 0], weights[:, -1] = onehot[:, 0], onehot[:, 1]
+      weights = weights.reshape(rows * steps, self.num_classes)
     slots = np.arange(rows * steps).reshape(rows, steps)
     slots[:, 0], slots[:, -1] = endpoints[:, 0] % CHUNK_SIZE, endpoints[:, 1] % CHUNK_SIZE
-    images = self.images(variables, latents.reshape(rows * steps, self.z_dim),
-                         None if labels is None else np.repeat(labels, steps),
+    images = self.images(variables, latents.reshape(rows * steps, self.z_dim), weights,
                          slots=slots.reshape(-1))
-    return images.reshape((rows, steps) + images.shape[1:]), latents, labels
+    return images.reshape((rows, steps) + images.shape[1:]), latents, classes

@@ -9,7 +9,8 @@ Interface every registered model follows:
 
 * generator: ``G.apply(variables, z [B, z_dim], labels [B] | None, train=bool)`` -> images
   ``[B, H, W, C]`` float32 in [-1, 1]; it has a ``z_dim`` field and a ``num_classes`` field
-  (0 = unconditional);
+  (0 = unconditional); a conditional generator also takes class weights ``[B, num_classes]``
+  for labels (mixtures of the class embeddings, `conditioning.class_embedding`);
 * discriminator: ``D.apply(variables, images, labels | None, train=bool)`` -> dict with ``'adv'``
   (``[B]`` raw adversarial outputs) and, for auxiliary-classifier models, ``'class_logits'``
   (``[B, num_classes]``).

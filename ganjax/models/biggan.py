@@ -56,9 +56,10 @@ class Generator(nn.Module):
     zs = jnp.split(z.astype(self.dtype), chunks, axis=1)
     conds = zs[1:]
     if self.num_classes:
-      shared = nn.Embed(self.num_classes, self.shared_dim,
-                        embedding_init=layers.initializer(self.weight_init), dtype=self.dtype,
-                        name="shared")(labels)
+      shared = conditioning.class_embedding(
+          nn.Embed(self.num_classes, self.shared_dim,
+                   embedding_init=layers.initializer(self.weight_init), dtype=self.dtype,
+                   name="shared"), labels, self.num_classes)
       conds = [jnp.concatenate([shared, zc], axis=1) for zc in conds]
     h = layers.dense(4 * 4 * self.width, name="project", spectral_norm=self.spectral_norm,
                      init=self.weight_init, dtype=self.dtype)(zs[0])

@@ -1,7 +1,9 @@
 """How class labels enter the players: conditional batch norm in the generator, projection and
 auxiliary-classifier heads (or the label as an input) in the discriminator.
 
-Generator:
+Generator (labels are class indices ``[B]``, or class weights ``[B, K]``: rows that mix the
+classes' embeddings, as an interpolation from one class to another does; `class_embedding`,
+`class_one_hot`):
 
 * `ConditionalBatchNorm` -- batch norm without its own affine parameters, then a per-class gain
   and bias: ``y = BN(x) * (1 + gamma[c]) + beta[c]`` with ``gamma``, ``beta`` class embeddings
@@ -54,9 +56,9 @@ class ConditionalBatchNorm(nn.Module):
     c = x.shape[-1]
     h = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
                      use_scale=False, use_bias=False, dtype=self.dtype, name="bn")(x)
-    emb = lambda name: layers.embed(self.num_classes, c, name=name,
-                                    spectral_norm=self.spectral_norm, init=self.weight_init,
-                                    dtype=self.dtype)(labels)
+    emb = lambda name: class_embedding(
+        layers.embed(self.num_classes, c, name=name, spectral_norm=self.spectral_norm,
+                     init=self.weight_init, dtype=self.dtype), labels, self.num_classes)
     gain, bias = 1.0 + emb("gain"), emb("bias")
     return h * gain[:, None, None, :] + bias[:, None, None, :]
 
@@ -77,6 +79,31 @@ class LinearConditionalBatchNorm(nn.Module):
                                     init=self.weight_init, use_bias=False, dtype=self.dtype)(cond)
     gain, bias = 1.0 + lin("gain"), lin("bias")
     return h * gain[:, None, None, :] + bias[:, None, None, :]
+
+
+def class_one_hot(labels: Array, num_classes: int, dtype: Any) -> Array:
+  """One-hot rows ``[B, K]`` of class indices ``[B]``; class weights ``[B, K]`` as they are."""
+  if labels.ndim == 2:
+    _check_weights(labels, num_classes)
+    return labels.astype(dtype)
+  return jax.nn.one_hot(labels, num_classes, dtype=dtype)
+
+
+def class_embedding(embed: Callable[[Array], Array], labels: Array, num_classes: int) -> Array:
+  """``embed(labels)`` for class indices ``[B]``; for class weights ``w [B, K]`` the same mix of
+  the K embeddings, ``w @ embed(arange(K))`` (one-hot rows give each class's embedding exactly).
+  """
+  if labels.ndim != 2:
+    return embed(labels)
+  _check_weights(labels, num_classes)
+  table = embed(jnp.arange(num_classes))
+  return jnp.dot(labels.astype(table.dtype), table, precision=jax.lax.Precision.HIGHEST)
+
+
+def _check_weights(weights: Array, num_classes: int) -> None:
+  if weights.shape[-1] != num_classes:
+    raise ValueError(f"class weights must have {num_classes} columns (one per class), got shape "
+                     f"{weights.shape}")
 
 
 def generator_batch_norm(train: bool, dtype: Any, name: str) -> nn.Module:

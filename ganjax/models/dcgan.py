@@ -53,7 +53,8 @@ class Generator(nn.Module):
     n_up = layers.num_resolution_steps(self.image_size)
     z = z.astype(self.dtype)
     if self.num_classes:
-      z = jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)], axis=1)
+      z = jnp.concatenate([z, conditioning.class_one_hot(labels, self.num_classes, z.dtype)],
+                          axis=1)
     x = nn.Dense(4 * 4 * self.width * 2**n_up, kernel_init=dcgan_init, dtype=self.dtype,
                  name="project")(z)
     x = x.reshape(z.shape[0], 4, 4, self.width * 2**n_up)
