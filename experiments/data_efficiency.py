@@ -13,7 +13,7 @@ al. 2020) on every image the discriminator sees, from the same seed, through
 ``--cpu_minutes`` of CPU (user + system time of all its threads, from ``/proc``) it receives
 SIGTERM and checkpoints (the trainer's preemption path), however loaded the machine was; the CPU
 time each used in all is read from ``wait4`` and printed. With ``--one_core_each 1`` (the default) each run
-is pinned to a core of its own with one thread (OpenMP and XLA), so each gets one CPU for the
+is pinned to a core of its own (OpenMP and XLA's Eigen pool at one thread), so each gets one CPU for the
 whole budget however loaded the machine is. Checkpoints (every ``--checkpoint_every`` steps,
 all kept) and sample grids (every ``--samples_every`` steps) are the runs' own.
 
@@ -94,28 +94,26 @@ def run(args: argparse.Namespace) -> None:
     preexec = None
     if args.one_core_each and len(cores) >= len(RUNS):
       env.update(OMP_NUM_THREADS="1", XLA_FLAGS=(env.get("XLA_FLAGS", "") +
-                                                 " --xla_cpu_multi_thread_eigen=false"
-                                                 " intra_op_parallelism_threads=1").strip())
+                                                 " --xla_cpu_multi_thread_eigen=false").strip())
       preexec = functools.partial(_one_core, cores[i])
     procs[name] = subprocess.Popen(_train_command(args, name), stdout=log,
                                    stderr=subprocess.STDOUT, env=env, preexec_fn=preexec)
   start = time.monotonic()
   budget = 60 * args.cpu_minutes
-  running = dict(procs)
-  while running:
+  summary, stopping = {}, set()
+  while len(summary) < len(procs):
     time.sleep(2)
-    for name, p in list(running.items()):
-      if p.poll() is not None:
-        del running[name]
-      elif _cpu_seconds(p.pid) >= budget:
+    for name, p in procs.items():
+      if name in summary:
+        continue
+      pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+      if pid:  # ended: its status and resource use, reaped here (Popen.poll would lose them)
+        summary[name] = {"exit_status": os.waitstatus_to_exitcode(status),
+                         "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                         "wall_seconds": time.monotonic() - start}
+      elif name not in stopping and _cpu_seconds(p.pid) >= budget:
         p.send_signal(signal.SIGTERM)  # the trainer checkpoints and exits (status 75)
-        del running[name]
-  summary = {}
-  for name, p in procs.items():
-    _, status, usage = os.wait4(p.pid, 0)
-    summary[name] = {"exit_status": os.waitstatus_to_exitcode(status),
-                     "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                     "wall_seconds": time.monotonic() - start}
+        stopping.add(name)
   with open(os.path.join(args.workdir, "budget.json"), "w") as f:
     json.dump(summary, f, indent=2)
   for name, s in summary.items():
@@ -145,9 +143,10 @@ def _d_outputs(loaded, images: np.ndarray, batch: int = 64) -> np.ndarray:
                          rng=jax.random.PRNGKey(0))
     return out["adv"].reshape(-1)
 
-  outs = [np.asarray(score(images[i:i + batch]))
-          for i in range(0, len(images) - batch + 1, batch)]
-  return np.concatenate(outs)
+  if len(images) % batch:
+    raise ValueError(f"{len(images)} images are not whole batches of {batch}")
+  return np.concatenate([np.asarray(score(images[i:i + batch]))
+                         for i in range(0, len(images), batch)])
 
 
 def _generated(loaded, count: int) -> np.ndarray:

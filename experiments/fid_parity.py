@@ -31,7 +31,7 @@ from PIL import Image
 import torch
 
 from ganjax import data
-from ganjax.eval import fid, inception
+from ganjax.eval import fid, inception, metrics
 from pytorch_fid import fid_score
 from tests import random_inception
 
@@ -101,7 +101,8 @@ def main() -> None:
   print(f"FID(train {args.num}, test {args.num}): ganjax {ours_fid:.6f}, pytorch-fid "
         f"{theirs_fid:.6f}, abs diff {abs(ours_fid - theirs_fid):.3g}, rel diff "
         f"{abs(ours_fid - theirs_fid) / abs(theirs_fid):.3g}", flush=True)
-  print(f"protocol: {fid.protocol(f'{spec}:train (n={args.num})', args.num, extractor.digest)}")
+  print("protocol: " + metrics.protocol(("fid",), f"{spec}:train (n={args.num})", args.num,
+                                        extractor))
 
 
 if __name__ == "__main__":

@@ -69,3 +69,17 @@ def test_feature_metrics_need_features(sets):
       "fid", "inception_score", "inception_score_std"}
   with pytest.raises(ConfigError, match="kid, dc need the pool features"):
     metrics.compute(("fid", "kid", "dc"), fake, stats_only)
+
+
+def test_a_statistics_file_takes_its_features_from_beside_it(sets, tmp_path):
+  from ganjax.cli import fid as fid_cli  # pylint: disable=g-import-not-at-top
+  _, ref = sets
+  path = str(tmp_path / "ref.npz")
+  ref.stats.save(path)
+  with pytest.raises(ConfigError, match="holds statistics only; kid need the reference's"):
+    fid_cli._reference(path, ("fid", "kid"), None, 32)  # pylint: disable=protected-access
+  assert fid_cli._reference(path, ("fid",), None, 32).features is None  # pylint: disable=protected-access
+  np.savez(fid.features_path(path), features=ref.features)
+  got = fid_cli._reference(path, ("fid", "kid"), None, 32)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(got.features, ref.features)
+  np.testing.assert_array_equal(got.stats.mu, ref.stats.mu)

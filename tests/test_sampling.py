@@ -205,6 +205,7 @@ def test_interpolation_ends_are_the_endpoint_samples(tiny):
                                                label=7)[0])
   with pytest.raises(ConfigError, match="at least 2 steps"):
     sampler.interpolate(variables, endpoints, 1)
+  assert sampler.latents([], seed=1).shape == (0, 8)
   with pytest.raises(ConfigError, match=r"or class weights \[1, 10\]"):
     sampler.images(variables, latents[0, :1], np.zeros((1, 9), np.float32))
 

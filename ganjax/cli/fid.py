@@ -18,6 +18,7 @@ from __future__ import annotations
 from ganjax import cli  # first: sets up the process before TensorFlow and JAX load
 
 import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import os
 from typing import Any, Iterator
 
 from absl import flags
@@ -79,7 +80,8 @@ def _run_samples(workdir: str, num: int, step: int | None, seed: int, batch_size
 
 def _reference(ref: str, names: tuple[str, ...], extractor: inception.InceptionExtractor,
                image_size: int) -> fid.Reference:
-  """The reference of `ref`: a statistics .npz (with ``features`` when it has them) or a split."""
+  """The reference of `ref`: a statistics .npz (its features from a ``features`` array in it or
+  the cache's ``<name>-features.npz`` beside it) or a split."""
   if not ref.endswith(".npz"):
     dataset, split = fid.parse_reference(ref)
     return fid.reference(dataset, split, extractor, num_images=FLAGS.ref_num,
@@ -90,6 +92,9 @@ def _reference(ref: str, names: tuple[str, ...], extractor: inception.InceptionE
   with np.load(ref) as f:
     if "features" in f.files:
       features = np.asarray(f["features"], np.float32)
+  beside = fid.features_path(ref)
+  if features is None and metrics.needs_features(names) and os.path.exists(beside):
+    features = fid.load_features(beside)
   if features is None and metrics.needs_features(names):
     wanted = [n for n in names if metrics.METRICS[n].needs_features]
     raise ConfigError(f"--ref {ref} holds statistics only; {', '.join(wanted)} need the "

@@ -192,7 +192,8 @@ def _cache_path(cache_dir: str, key: str) -> str:
   return os.path.join(cache_dir, f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
 
 
-def _features_path(stats_path: str) -> str:
+def features_path(stats_path: str) -> str:
+  """Where the pool features of the statistics file `stats_path` (``<key>.npz``) are cached."""
   return stats_path[:-len(".npz")] + "-features.npz"
 
 
@@ -220,11 +221,11 @@ def reference(dataset: str, split: str, extractor: inception.InceptionExtractor,
   """
   key = reference_key(dataset, split, num_images, image_size, extractor.digest)
   path = _cache_path(cache_dir or default_cache_dir(), key)
-  feature_path = _features_path(path)
+  feature_path = features_path(path)
   if os.path.exists(path) and (not features or os.path.exists(feature_path)):
     logging.info("FID reference %s from %s", key, path)
     return Reference(Statistics.load(path), key,
-                     _load_features(feature_path) if features else None)
+                     load_features(feature_path) if features else None)
   images = loaded if loaded is not None else data.load_dataset(
       dataset, split, image_size, data_dir=data_dir)
   if num_images > len(images):
@@ -242,7 +243,8 @@ def reference(dataset: str, split: str, extractor: inception.InceptionExtractor,
   return Reference(out.stats, key, out.features)
 
 
-def _load_features(path: str) -> np.ndarray:
+def load_features(path: str) -> np.ndarray:
+  """The ``features`` array [N, 2048] of a features file, float32 (a one-line error if bad)."""
   try:
     with np.load(path) as f:
       return np.asarray(f["features"], np.float32)

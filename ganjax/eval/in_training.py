@@ -76,7 +76,9 @@ class Scorer:
                         f"least {IS_SPLITS})")
     self.extractor = inception.load(config.inception_path or None, mesh=mesh)
     self.sampler = Sampler(gan, mesh, config.eval_batch_size)
-    self.options = metrics.Options(is_splits=IS_SPLITS, mesh=mesh)
+    # The nearest-neighbour passes run on this process's devices (mesh None): every process
+    # holds all the features, and reads the results back to the host.
+    self.options = metrics.Options(is_splits=IS_SPLITS, mesh=None)
     reference = config.fid_reference
     if reference:
       self.ref_dataset, self.ref_split = fid.parse_reference(reference)

@@ -250,6 +250,8 @@ class Sampler:
     check_truncation(truncation)
     indices = check_indices(indices)
     out = np.zeros((len(indices), self.z_dim), np.float32)
+    if not len(indices):
+      return out
     calls = self._calls(indices % CHUNK_SIZE)
     results = [self._device_latents(c, indices, seed, truncation) for c in calls]
     for call, z in zip(calls, results):

@@ -6,8 +6,8 @@
   over the run's mesh (state replicated and donated, batch split on ``'data'``);
 * batches: `ganjax.data.BatchIterator` (a pure function of (seed, step));
 * actions: the console line and TensorBoard scalars every ``log_every_steps``, the sample grid
-  ``WORKDIR/samples/step_<step>.png`` every ``sample_every_steps``, FID / IS with the best-FID
-  checkpoint (`ganjax.eval.in_training`) and, for auxiliary-classifier runs, the
+  ``WORKDIR/samples/step_<step>.png`` every ``sample_every_steps``, the metrics of ``eval_metrics`` with
+  the best checkpoint by ``eval_best_metric`` (`ganjax.eval.in_training`) and, for auxiliary-classifier runs, the
   discriminator's test accuracy every ``eval_every_steps``;
 * checkpoints every ``checkpoint_every_steps``.
 
@@ -127,7 +127,7 @@ def batch_iterator(config: ml_collections.ConfigDict, dataset: data.ImageDataset
 
 def evaluation_action(config: ml_collections.ConfigDict, run: Run, gan: GAN,
                       dataset: data.ImageDataset) -> Action | None:
-  """FID / IS (best-FID checkpoint) and the discriminator's test accuracy, or None."""
+  """The sample metrics (best checkpoint by ``eval_best_metric``) and the discriminator's test accuracy, or None."""
   evaluation = in_training.make_evaluation(config, run.workdir, gan, run.mesh, dataset,
                                            run.writer, run.interrupted)
   test_accuracy = class_accuracy.gan_test_accuracy(config, gan.discriminator, run.mesh)

@@ -9,8 +9,9 @@ What differs from a single run (`ganjax.gan.trainer`), all in outputs:
 * sample grids ``WORKDIR/samples/member_<i>/step_<step>.png`` (the same latents for every
   member);
 * one orbax checkpoint of the stacked state per step (resume works as for a single run);
-* with ``eval_every_steps``: every member's FID / IS (``member_<i>/fid``, ...; latents of the
-  member's seed) and best-FID checkpoint in ``WORKDIR/member_<i>/best_fid/``, and its
+* with ``eval_every_steps``: every member's metrics of ``eval_metrics`` (``member_<i>/fid``, ...;
+  latents of the member's seed) and best checkpoint by ``eval_best_metric`` in
+  ``WORKDIR/member_<i>/best_<metric>/``, and its
   discriminator's test accuracy when it has an auxiliary classifier;
 * at the end ``WORKDIR/population_summary.json`` and console lines: every member's seed, swept
   values and final metrics (the means over the last logging interval, and the last evaluation),
