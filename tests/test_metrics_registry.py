@@ -83,3 +83,16 @@ def test_a_statistics_file_takes_its_features_from_beside_it(sets, tmp_path):
   got = fid_cli._reference(path, ("fid", "kid"), None, 32)  # pylint: disable=protected-access
   np.testing.assert_array_equal(got.features, ref.features)
   np.testing.assert_array_equal(got.stats.mu, ref.stats.mu)
+
+
+def test_the_metric_computations_log_their_progress(sets):
+  fake, ref = sets
+  lines = []
+  options = metrics.Options(kid_subsets=5, kid_subset_size=50, log=lines.append)
+  quiet = metrics.compute(metrics.parse("all"), fake, ref, metrics.Options(kid_subsets=5,
+                                                                           kid_subset_size=50))
+  assert metrics.compute(metrics.parse("all"), fake, ref, options) == quiet
+  assert lines[0] == "FID: the square root of a 16x16 covariance product"
+  assert lines[1].startswith("KID 5 subsets of 50: 5/5 subsets (100.0%)")
+  assert lines[2].startswith("precision/recall k=3: 420/420 rows (100.0%)")
+  assert lines[3].startswith("precision/recall/density/coverage k=5: 420/420 rows (100.0%)")

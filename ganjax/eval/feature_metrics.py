@@ -174,9 +174,10 @@ def _kernel_args(dim: int, degree: int, gamma: float | None,
 
 def kid_subset_values(real: np.ndarray, fake: np.ndarray, num_subsets: int = 100,
                       subset_size: int = 1000, degree: int = 3, gamma: float | None = None,
-                      coef0: float = 1, seed: int = 0,
-                      subsets: Subsets | None = None) -> np.ndarray:
-  """The unbiased MMD^2 of every KID subset (float64 [num_subsets]); see `kid`."""
+                      coef0: float = 1, seed: int = 0, subsets: Subsets | None = None,
+                      log: Callable[[str], None] | None = None) -> np.ndarray:
+  """The unbiased MMD^2 of every KID subset (float64 [num_subsets]); see `kid`. `log`, when
+  given, receives progress lines (subsets done)."""
   real, fake = _pair(real, fake)
   degree, gamma, coef0 = _kernel_args(real.shape[1], degree, gamma, coef0)
   if subsets is None:
@@ -194,24 +195,33 @@ def kid_subset_values(real: np.ndarray, fake: np.ndarray, num_subsets: int = 100
         or fake_idx.max() >= len(fake)):
       raise ConfigError(f"KID subset indices out of range (real {len(real)}, fake {len(fake)})")
     checked.append((real_idx, fake_idx))
+  progress = None if log is None else Progress(
+      f"KID {len(checked)} subsets of {len(checked[0][0])}", len(checked), unit="subsets",
+      log=log)
+  values = np.zeros(len(checked), np.float64)
   with jax.enable_x64(True):
     gamma_d, coef0_d = jnp.float64(gamma), jnp.float64(coef0)
-    values = [_subset_mmd2(jnp.asarray(real[ri], jnp.float64), jnp.asarray(fake[fi], jnp.float64),
-                           gamma_d, coef0_d, degree) for ri, fi in checked]
-    return np.asarray(jax.device_get(values), np.float64)
+    for i, (ri, fi) in enumerate(checked):
+      values[i] = float(_subset_mmd2(jnp.asarray(real[ri], jnp.float64),
+                                     jnp.asarray(fake[fi], jnp.float64), gamma_d, coef0_d, degree))
+      if progress is not None:
+        progress.update(1)
+  return values
 
 
 def kid(real: np.ndarray, fake: np.ndarray, num_subsets: int = 100, subset_size: int = 1000,
         degree: int = 3, gamma: float | None = None, coef0: float = 1, seed: int = 0,
-        subsets: Subsets | None = None) -> tuple[float, float]:
+        subsets: Subsets | None = None,
+        log: Callable[[str], None] | None = None) -> tuple[float, float]:
   """Kernel Inception Distance: (mean, std) of the unbiased MMD^2 over random subsets.
 
   As torch-fidelity's ``kid_features_to_metric(real, fake, rng_seed=seed)`` (see the module
   docstring). `subsets`, a list of (real_idx, fake_idx) index arrays of equal length, replaces
   the random draw (`kid_subsets` gives torch-fidelity's). The std is ``np.std`` (ddof 0).
+  `log`, when given, receives progress lines.
   """
   values = kid_subset_values(real, fake, num_subsets, subset_size, degree, gamma, coef0, seed,
-                             subsets)
+                             subsets, log)
   return float(np.mean(values)), float(np.std(values))
 
 

@@ -78,7 +78,7 @@ class Scorer:
     self.sampler = Sampler(gan, mesh, config.eval_batch_size)
     # The nearest-neighbour passes run on this process's devices (mesh None): every process
     # holds all the features, and reads the results back to the host.
-    self.options = metrics.Options(is_splits=IS_SPLITS, mesh=None)
+    self.options = metrics.Options(is_splits=IS_SPLITS, mesh=None, log=logging.info)
     reference = config.fid_reference
     if reference:
       self.ref_dataset, self.ref_split = fid.parse_reference(reference)

@@ -59,7 +59,8 @@ class Options:
     pr_k: the k of precision / recall (stylegan2-ada's ``pr50k3``).
     dc_k: the k of density / coverage (prdc's default).
     mesh: the device mesh of the nearest-neighbour passes (None: all local devices).
-    log: receives the progress lines of the nearest-neighbour passes (None: silent).
+    log: receives the progress lines of KID's subsets and the nearest-neighbour passes (None:
+      silent).
   """
 
   is_splits: int = 10
@@ -89,8 +90,9 @@ class Metric:
 
 
 def _fid(fake: fid.Extracted, ref: fid.Reference, options: Options) -> dict[str, float]:
-  del options
   s, r = fake.stats, ref.stats
+  if options.log is not None:
+    options.log(f"FID: the square root of a {len(s.mu)}x{len(s.mu)} covariance product")
   finite = np.isfinite(s.sigma).all() and np.isfinite(s.mu).all()
   return {"fid": fid.frechet_distance(s.mu, s.sigma, r.mu, r.sigma) if finite
           else float("nan")}
@@ -108,7 +110,8 @@ def _kid(fake: fid.Extracted, ref: fid.Reference, options: Options) -> dict[str,
     logging.warning("KID: subsets of %d, not %d (%d samples, %d reference features)", m,
                     options.kid_subset_size, len(fake.features), len(ref.features))
   mean, std = feature_metrics.kid(fake.features, ref.features, num_subsets=options.kid_subsets,
-                                  subset_size=options.kid_subset_size, seed=options.kid_seed)
+                                  subset_size=options.kid_subset_size, seed=options.kid_seed,
+                                  log=options.log)
   return {"kid": mean, "kid_std": std}
 
 
