@@ -69,6 +69,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, Sequence
 
+from absl import logging
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -132,6 +133,9 @@ def kid_subsets(num_real: int, num_fake: int, num_subsets: int = 100, subset_siz
   """
   num_subsets = _positive_int(num_subsets, "KID num_subsets")
   m = min(_positive_int(subset_size, "KID subset_size"), num_real, num_fake)
+  if m < subset_size:
+    logging.warning("KID: subsets of %d, not %d (sets of %d and %d)", m, subset_size, num_real,
+                    num_fake)
   if m < 2:
     raise ConfigError(f"KID needs subsets of at least 2 samples, got {m} (real {num_real}, "
                       f"fake {num_fake}, subset_size {subset_size})")

@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from absl import logging
 from jax.sharding import Mesh
 import numpy as np
 
@@ -105,10 +104,6 @@ def _is(fake: fid.Extracted, ref: fid.Reference, options: Options) -> dict[str, 
 
 
 def _kid(fake: fid.Extracted, ref: fid.Reference, options: Options) -> dict[str, float]:
-  m = min(options.kid_subset_size, len(fake.features), len(ref.features))
-  if m < options.kid_subset_size:
-    logging.warning("KID: subsets of %d, not %d (%d samples, %d reference features)", m,
-                    options.kid_subset_size, len(fake.features), len(ref.features))
   mean, std = feature_metrics.kid(fake.features, ref.features, num_subsets=options.kid_subsets,
                                   subset_size=options.kid_subset_size, seed=options.kid_seed,
                                   log=options.log)

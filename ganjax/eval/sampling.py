@@ -371,8 +371,7 @@ class Sampler:
       classes = classes.reshape(rows, 2)
       onehot = np.eye(self.num_classes, dtype=np.float32)[classes]  # [R, 2, K]
       t32 = t.astype(np.float32)[None, :, None]
-      weights = (1 - t32) * onehot[:, :1] + t32 * onehot[:, 1:]  # [R, steps, K]
-      weights[:, 0], weights[:, -1] = onehot[:, 0], onehot[:, 1]
+      weights = (1 - t32) * onehot[:, :1] + t32 * onehot[:, 1:]  # [R, steps, K]; ends exact
       weights = weights.reshape(rows * steps, self.num_classes)
     slots = np.arange(rows * steps).reshape(rows, steps)
     slots[:, 0], slots[:, -1] = endpoints[:, 0] % CHUNK_SIZE, endpoints[:, 1] % CHUNK_SIZE
