@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 
 
+if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 def make_parser(description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentParser:
   """This benchmark's options (`experiments.benchmark_train` adds its own)."""
   ap = argparse.ArgumentParser(description=description)

@@ -42,6 +42,9 @@ import statistics
 import sys
 import time
 
+if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from experiments import bench_train_step  # imports no JAX: XLA flags still apply
 
 

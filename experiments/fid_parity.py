@@ -30,6 +30,9 @@ import numpy as np
 from PIL import Image
 import torch
 
+if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from ganjax import data
 from ganjax.eval import fid, inception, metrics
 from pytorch_fid import fid_score

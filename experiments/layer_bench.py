@@ -8,8 +8,13 @@ in the same round, so load from other processes on the machine cancels out. The 
 XLA's convolutions (YNNPACK), not ganjax's oneDNN ones.
 """
 import argparse
+import os
 import statistics
+import sys
 import time
+
+if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
