@@ -1,7 +1,7 @@
 """A population step (K GANs in one vmapped jit) against K sequential single-run steps.
 
-  python -m experiments.bench_population [--sizes 1,4,8] [--width 16] [--batch 32]
-                                         [--rounds 3] [--window 2]
+  python experiments/bench_population.py [--sizes 4,8,16] [--width 16] [--batch 32]
+                                         [--rounds 3] [--window 2] [--no_xla]
 
 For each K: `ganjax.population.build.PopulationGAN`'s step (``jax.vmap`` of the pure train step
 over K stacked DCGAN states, own batches per member, one `jax.jit`, state donated) and K
@@ -16,6 +16,11 @@ K GANs either way, so
 
 and population steps/s * K = GAN-updates/s. Other processes share the machine's cores, so
 absolute speeds drift; the ratio within a round is the figure that counts (median over rounds).
+
+The convolutions are those of the process (oneDNN on one CPU device when its extension is
+built); unless ``--no_xla``, the same sizes are then measured again in a child process with
+``GANJAX_ONEDNN=0`` (XLA's convolutions, the kernels a GPU or TPU user gets, here on the CPU),
+and a last table puts both speedups side by side.
 
 Measured on the shared 2-core CPU with XLA's convolutions (before ganjax ran them on oneDNN;
 ``GANJAX_ONEDNN=0`` now), width 16, batch 32, load average 9-12: speedup 0.82x at K=1, 0.33x at
@@ -33,18 +38,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 
 def parse_args(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--sizes", default="1,4,8", help="comma-separated population sizes K")
+  ap.add_argument("--sizes", default="4,8,16", help="comma-separated population sizes K")
   ap.add_argument("--width", type=int, default=16, help="generator and discriminator width")
   ap.add_argument("--z_dim", type=int, default=64)
   ap.add_argument("--batch", type=int, default=32, help="batch per member")
   ap.add_argument("--rounds", type=int, default=3)
   ap.add_argument("--window", type=int, default=2, help="iterations per timing window")
+  ap.add_argument("--no_xla", action="store_true",
+                  help="skip the second measurement with XLA's convolutions")
   return ap.parse_args(argv)
 
 
@@ -130,13 +140,35 @@ def bench(args, k):
   return out
 
 
+def _convolutions() -> str:
+  from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
+  return f"oneDNN ({onednn.status()})" if onednn.available() else "XLA's"
+
+
+def _xla_results(argv) -> dict[int, dict]:
+  """The same measurement in a child process with XLA's convolutions: {K: result}."""
+  argv = list(sys.argv[1:] if argv is None else argv) + ["--no_xla"]
+  env = dict(os.environ, GANJAX_ONEDNN="0")
+  out = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=env,
+                       capture_output=True, text=True, check=False)
+  for line in out.stdout.splitlines():
+    if not line.startswith("RESULT"):
+      print(f"  (XLA) {line}", flush=True)
+  if out.returncode:
+    sys.exit(f"the measurement with XLA's convolutions failed:\n{out.stderr[-2000:]}")
+  results = [json.loads(l[len("RESULT "):]) for l in out.stdout.splitlines()
+             if l.startswith("RESULT ")]
+  return {r["K"]: r for r in results}
+
+
 def main(argv=None):
   args = parse_args(argv)
   with open("/proc/loadavg") as f:
     load = f.read().split()[:3]
-  print(f"loadavg at start: {' '.join(load)}", flush=True)
+  print(f"loadavg at start: {' '.join(load)}; convolutions: {_convolutions()}", flush=True)
+  results = {}
   for k in [int(s) for s in args.sizes.split(",")]:
-    r = bench(args, k)
+    r = results[k] = bench(args, k)
     print(f"K={k}: population {r['population_iters_per_s']:.3f} steps/s "
           f"({r['population_gan_updates_per_s']:.2f} GAN-updates/s) vs {k} sequential "
           f"{r['sequential_iters_per_s']:.3f} rounds/s "
@@ -146,6 +178,19 @@ def main(argv=None):
     print("RESULT " + json.dumps(r), flush=True)
   with open("/proc/loadavg") as f:
     print(f"loadavg at end: {' '.join(f.read().split()[:3])}", flush=True)
+  if args.no_xla:
+    return
+  xla = _xla_results(argv)
+
+  def cell(r: dict) -> str:
+    rounds = ", ".join(f"{x:.2f}" for x in r["speedup_per_round"])
+    return f"{r['speedup_median']:.2f}x ({rounds}); {r['population_gan_updates_per_s']:.2f}"
+
+  print(f"\nspeedup over K sequential single runs (median; rounds); population GAN-updates/s")
+  print(f"| K | {_convolutions()} | XLA's convolutions (GANJAX_ONEDNN=0) |")
+  print("|---|---|---|")
+  for k, r in results.items():
+    print(f"| {k} | {cell(r)} | {cell(xla[k])} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """ganjax.ops.onednn: oneDNN's convolution passes equal XLA's, to every derivative order."""
 
 import platform
+import re
 import sys
 
 import flax.linen as nn
@@ -140,6 +141,26 @@ def test_small_outputs_take_the_gemm_form_by_default():
     assert f"algorithm = {code} : i64" in text, strides
   with pytest.raises(ValueError, match="unknown algorithm 'fft'"):
     onednn.conv(x, w, (1, 1), ((1, 1), (1, 1)), "fft")
+
+
+def test_each_pass_takes_its_own_default_algorithm():
+  def algorithms(x_shape, w_shape, strides):
+    return onednn.Window.make(x_shape, w_shape, strides, ((1, 1), (1, 1))).algorithms
+
+  # 4x4 outputs: GEMM, except for a strided convolution's kernel gradient.
+  assert algorithms((2, 8, 8, 16), (4, 4, 16, 8), (2, 2)) == ("gemm", "gemm", "direct")
+  assert algorithms((2, 4, 4, 16), (3, 3, 16, 8), (1, 1)) == ("gemm",) * 3
+  # Larger outputs: direct, except for the input gradient onto an RGB image.
+  assert algorithms((2, 8, 8, 16), (3, 3, 16, 8), (1, 1)) == ("direct",) * 3
+  assert algorithms((2, 8, 8, 3), (3, 3, 3, 8), (1, 1)) == ("direct", "gemm", "direct")
+  # The lowered gradient carries each pass's choice.
+  x, w = _inputs((2, 8, 8, 4), (4, 4, 4, 4))
+  text = _lowered(jax.grad(lambda a, b: jnp.sum(onednn.conv(a, b, (2, 2), ((1, 1), (1, 1)))
+                                                ** 2), (0, 1)), x, w)
+  calls = re.findall(r"(ganjax_onednn_conv_\w+).*?algorithm = (\d)", text)
+  assert sorted(set(calls)) == [("ganjax_onednn_conv_backward_data", "1"),
+                                ("ganjax_onednn_conv_backward_weights", "0"),
+                                ("ganjax_onednn_conv_forward", "1")], calls
 
 
 def test_conv_general_dilated_routes_only_what_onednn_computes():

@@ -29,8 +29,10 @@ primitives (``"direct"``), or the im2col form (``"gemm"``): one matrix product p
 minibatch between the matrix of input patches ``col[(n, o), (k, c)] = x[n, s*o + k - p, c]``
 and the kernel read as a ``[KH*KW*C, F]`` matrix (``D`` scatters the patch gradients
 ``g w^T`` back onto the image; ``W = col^T g``). By default `conv` and `conv_transpose` take the
-GEMM form for outputs of at most `GEMM_MAX_OUTPUT_PIXELS` pixels per image, where oneDNN's
-direct kernels have too few rows to block over.
+GEMM form per pass by `default_algorithm`: for outputs of at most `GEMM_MAX_OUTPUT_PIXELS`
+pixels per image, where oneDNN's direct kernels have too few rows to block over (but not for the
+kernel gradient of a strided convolution), and for input gradients onto images of at most
+`GEMM_MAX_INPUT_CHANNELS` channels.
 
 Only float32 with 2 spatial dimensions is handled; `conv.conv_general_dilated` routes
 everything else, and every non-CPU platform, to `jax.lax.conv_general_dilated`.
@@ -120,31 +122,38 @@ def status() -> str:
 
 
 ALGORITHMS = {"direct": 0, "gemm": 1}
-# Outputs of at most this many pixels per image (4x4) run as im2col + GEMM by default.
+PASSES = tuple(_TARGETS)  # forward, backward_data, backward_weights
+# Outputs of at most this many pixels per image (4x4) run as im2col + GEMM by default ...
 GEMM_MAX_OUTPUT_PIXELS = 16
+# ... and so do input gradients onto images of at most this many channels (RGB).
+GEMM_MAX_INPUT_CHANNELS = 4
 
 
 class Window(NamedTuple):
-  """The static part of one convolution: shapes, strides, explicit padding, the algorithm."""
+  """The static part of one convolution: shapes, strides, explicit padding, the algorithm of
+  each pass (`PASSES`)."""
 
   x_shape: tuple[int, int, int, int]  # N, H, W, C
   w_shape: tuple[int, int, int, int]  # KH, KW, C, F
   strides: tuple[int, int]
   padding: Padding
-  algorithm: str = "direct"  # a key of ALGORITHMS
+  algorithms: tuple[str, str, str] = ("direct",) * 3  # keys of ALGORITHMS, one per pass
 
   @classmethod
   def make(cls, x_shape, w_shape, strides, padding, algorithm: str | None = None) -> "Window":
-    """A window with tuple fields; ``algorithm=None`` picks one by the output size."""
+    """A window with tuple fields; ``algorithm`` for every pass, or None: `default_algorithm`
+    of each."""
     window = cls(tuple(x_shape), tuple(w_shape), tuple(strides),
                  tuple(tuple(p) for p in padding))
-    if algorithm is None:
-      _, ho, wo, _ = window.y_shape
-      algorithm = "gemm" if ho * wo <= GEMM_MAX_OUTPUT_PIXELS else "direct"
-    if algorithm not in ALGORITHMS:
+    if algorithm is not None and algorithm not in ALGORITHMS:
       raise ValueError(f"onednn: unknown algorithm {algorithm!r}; expected one of "
                        f"{sorted(ALGORITHMS)}")
-    return window._replace(algorithm=algorithm)
+    return window._replace(algorithms=tuple(
+        algorithm or default_algorithm(target, window) for target in PASSES))
+
+  def algorithm(self, target: str) -> str:
+    """The algorithm of pass `target` (a name in `PASSES`)."""
+    return self.algorithms[PASSES.index(target)]
 
   @property
   def y_shape(self) -> tuple[int, int, int, int]:
@@ -154,12 +163,31 @@ class Window(NamedTuple):
     return (n, (h + pt + pb - kh) // self.strides[0] + 1,
             (w + pl + pr - kw) // self.strides[1] + 1, f)
 
-  def attributes(self) -> dict[str, np.int64]:
+  def attributes(self, target: str) -> dict[str, np.int64]:
+    """The FFI call's attributes for pass `target`."""
     (pt, pb), (pl, pr) = self.padding
     values = dict(stride_h=self.strides[0], stride_w=self.strides[1], pad_top=pt,
                   pad_bottom=pb, pad_left=pl, pad_right=pr,
-                  algorithm=ALGORITHMS[self.algorithm])
+                  algorithm=ALGORITHMS[self.algorithm(target)])
     return {k: np.int64(v) for k, v in values.items()}
+
+
+def default_algorithm(target: str, window: Window) -> str:
+  """The algorithm pass `target` of `window` takes by default: ``"gemm"`` or ``"direct"``.
+
+  The GEMM form for outputs of at most `GEMM_MAX_OUTPUT_PIXELS` pixels per image (the
+  forward pass and the input gradient), except for the kernel gradient of a strided
+  convolution, and for the input gradient onto an image of at most `GEMM_MAX_INPUT_CHANNELS`
+  channels (a ``[N*H*W, KH*KW*C]`` product with few columns, scattered back); the direct
+  primitives otherwise. From the three passes of every DCGAN layer timed alone with each
+  algorithm (docs/PERF_NOTES.md).
+  """
+  _, ho, wo, _ = window.y_shape
+  small_output = ho * wo <= GEMM_MAX_OUTPUT_PIXELS
+  gemm = {"forward": small_output,
+          "backward_data": small_output or window.x_shape[3] <= GEMM_MAX_INPUT_CHANNELS,
+          "backward_weights": small_output and window.strides == (1, 1)}[target]
+  return "gemm" if gemm else "direct"
 
 
 def _call(target: str, a: Array, b: Array, out_shape: tuple[int, ...], window: Window) -> Array:
@@ -167,7 +195,7 @@ def _call(target: str, a: Array, b: Array, out_shape: tuple[int, ...], window: W
     raise RuntimeError(f"the oneDNN convolution extension is not available: {status()}")
   call = jax.ffi.ffi_call(_TARGETS[target], jax.ShapeDtypeStruct(out_shape, jnp.float32),
                           vmap_method="broadcast_all")
-  return call(a, b, **window.attributes())
+  return call(a, b, **window.attributes(target))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -204,7 +232,8 @@ def conv(x: Array, w: Array, strides: tuple[int, int], padding: Padding,
          algorithm: str | None = None) -> Array:
   """A strided, explicitly padded NHWC / HWIO float32 convolution on oneDNN.
 
-  ``algorithm``: ``"direct"``, ``"gemm"`` or ``None`` (by the output size, see `Window.make`).
+  ``algorithm``: ``"direct"`` or ``"gemm"`` for every pass, or ``None``: `default_algorithm`
+  of each pass.
   """
   return forward(x, w, Window.make(x.shape, w.shape, strides, padding, algorithm))
 
@@ -215,7 +244,8 @@ def conv_transpose(x: Array, w: Array, out_shape: tuple[int, int, int, int],
   """The transposed convolution ``D(x, w)``: the input gradient of ``conv(., w)`` at ``x``.
 
   ``w`` is the kernel of the forward convolution, ``[KH, KW, out_shape[-1], x.shape[-1]]``;
-  ``algorithm`` as in `conv` (chosen by the size of ``x``, the forward convolution's output).
+  ``algorithm`` as in `conv` (``None``: by the passes of the forward convolution, whose output
+  is ``x``).
   """
   window = Window.make(out_shape, w.shape, strides, padding, algorithm)
   if window.y_shape != tuple(x.shape):
