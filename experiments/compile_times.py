@@ -107,10 +107,11 @@ def main() -> None:
   if args.one:
     print(json.dumps(measure(args.one, overrides, args.run_iterations)))
     return
-  names = [c for c in args.configs.split(",") if c] or gan_configs()
-  unknown = sorted(set(names) - set(gan_configs()))
+  known = gan_configs()
+  names = [c for c in args.configs.split(",") if c] or known
+  unknown = sorted(set(names) - set(known))
   if unknown:
-    ap.error(f"unknown configs {unknown}; choose from {gan_configs()}")
+    ap.error(f"unknown configs {unknown}; choose from {known}")
   results = []
   for name in names:
     command = [sys.executable, os.path.abspath(__file__), "--one", name,

@@ -34,14 +34,14 @@ def onednn_direct():
 
 @variant
 def onednn_gemm_by_output_size():
-  """The GEMM form for every pass of a layer with at most 16 output pixels per image, the direct
-  primitives for every other (the default rule before `onednn.default_algorithm` chose per
-  pass)."""
+  """The GEMM form for every pass of a layer with at most `GEMM_MAX_OUTPUT_PIXELS` output pixels
+  per image, the direct primitives for every other (the default rule before
+  `onednn.default_algorithm` chose per pass)."""
   from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
 
   def by_output_size(target, window):
     del target
     _, ho, wo, _ = window.y_shape
-    return "gemm" if ho * wo <= 16 else "direct"
+    return "gemm" if ho * wo <= onednn.GEMM_MAX_OUTPUT_PIXELS else "direct"
 
   onednn.default_algorithm = by_output_size
