@@ -381,7 +381,10 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
   float* pw = pass == kBackwardWeights ? po : pb;
 
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  auto chunks = Chunks(x[0], threads);
+  // A leading batch (the members of a vmapped population) that the threads can share evenly
+  // is split by member: one item per member, its whole minibatch, with no partial kernel
+  // gradients to sum. Otherwise each minibatch is split into one chunk per thread.
+  auto chunks = Chunks(x[0], batch % threads == 0 ? 1 : threads);
   auto geometry = [&](int64_t images) {
     Geometry g;
     g.src = {images, x[3], x[1], x[2]};
@@ -442,7 +445,7 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
   auto reorder_kernel = [&](int64_t i) {
     ReorderKernel(*first, pw + i * w_size, kernels[i][0]);
   };
-  auto convolve = [&](int64_t index) {
+  auto convolve_chunk = [&](int64_t index) {
     const int64_t i = index / parts, j = index % parts;
     const auto [begin, end] = chunks[j];
     float* chunk_x = px + (i * x[0] + begin) * x_image;
@@ -476,6 +479,14 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
     }
     stream.wait();
   };
+  // With one chunk per batch element, its kernel reorders run in the same item (no separate
+  // pass over the batch, no barrier between them).
+  const bool fused = reorder && parts == 1;
+  auto convolve = [&](int64_t index) {
+    if (fused && pass != kBackwardWeights) reorder_kernel(index);
+    convolve_chunk(index);
+    if (fused && pass == kBackwardWeights) reorder_kernel(index);
+  };
   // Sums the chunks' kernel gradients into chunk 0's buffer (the same layout, padding
   // included): item index = (batch element, slice of the buffer).
   const int64_t floats = static_cast<int64_t>(kernel_bytes / sizeof(float));
@@ -490,14 +501,14 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
   };
   try {
     std::string error;
-    if (reorder && pass != kBackwardWeights) {
+    if (reorder && !fused && pass != kBackwardWeights) {
       error = RunParallel(pool, threads, batch, reorder_kernel);
     }
     if (error.empty()) error = RunParallel(pool, threads, batch * parts, convolve);
     if (error.empty() && pass == kBackwardWeights && parts > 1) {
       error = RunParallel(pool, threads, batch * parts, reduce);
     }
-    if (error.empty() && reorder && pass == kBackwardWeights) {
+    if (error.empty() && reorder && !fused && pass == kBackwardWeights) {
       error = RunParallel(pool, threads, batch, reorder_kernel);
     }
     if (!error.empty()) return ffi::Error::Internal("onednn_conv: " + error);

@@ -5,7 +5,8 @@
 Each JAX form in `experiments.layer_forms` and PyTorch channels_last run in alternating windows
 in this one process; the figure per form is the median over rounds of (torch time / form time)
 in the same round, so load from other processes on the machine cancels out. The JAX forms are
-XLA's convolutions (YNNPACK), not ganjax's oneDNN ones.
+XLA's convolutions (YNNPACK), except ``onednn`` (ganjax's oneDNN convolutions, `ganjax.ops.onednn`,
+with their default algorithm per pass).
 """
 import argparse
 import os
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from experiments import layer_forms as lf
+from ganjax.ops import onednn
 
 UP_LAYERS = [(512, 256, 4), (256, 128, 8), (128, 64, 16)]  # (C, F, H_in)
 DOWN_LAYERS = [(64, 64, 32), (128, 128, 16), (256, 256, 8)]
@@ -77,10 +79,11 @@ def main():
   torch.set_num_threads(args.torch_threads)
   n = args.batch
   s1 = lambda x, k: lf.conv(x, k, padding=((1, 1), (1, 1)))
+  s1_onednn = lambda x, k: onednn.conv(x, k, (1, 1), ((1, 1), (1, 1)))
   groups = {
       "up": (UP_LAYERS, lf.UP, lambda h: 2 * h, 4),
       "down": (DOWN_LAYERS, lf.DOWN, lambda h: h // 2, 4),
-      "s1": (S1_LAYERS, {"lax": s1}, lambda h: h, 3),
+      "s1": (S1_LAYERS, {"lax": s1, "onednn": s1_onednn}, lambda h: h, 3),
   }
   rng = np.random.default_rng(0)
   for kind in args.only.split(","):

@@ -153,6 +153,7 @@ def down_im2col(x, k):
 
 
 UP = {"lax": up_lax, "phase4": up_phase4, "ganjax_phase": ganjax_conv.up_conv_phase,
-      "phase3x3": up_phase3x3, "phase2x2": up_phase2x2, "matmul": up_matmul}
+      "phase3x3": up_phase3x3, "phase2x2": up_phase2x2, "matmul": up_matmul,
+      "onednn": ganjax_conv.up_conv_onednn}
 DOWN = {"lax": down_lax, "s2d": down_s2d, "im2col": down_im2col,
-        "phase": ganjax_conv.down_conv_phase}
+        "phase": ganjax_conv.down_conv_phase, "onednn": ganjax_conv.down_conv_onednn}

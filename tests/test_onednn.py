@@ -105,10 +105,13 @@ def test_third_order_derivative_of_the_kernel_gradient_matches_xla():
 @algorithms
 @pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[-1]],
                          ids=lambda g: f"{g[0]}x{g[1]}")
-def test_vmap_over_a_population_with_its_own_weights(geometry, algorithm):
+@pytest.mark.parametrize("members", [3, 4])
+def test_vmap_over_a_population_with_its_own_weights(geometry, algorithm, members):
+  # With two threads, 4 members are split by member (each item one member's whole minibatch,
+  # its kernel reorders in the same item) and 3 by chunks of each minibatch.
   x_shape, w_shape, strides, padding = geometry
-  xs = jnp.stack([_inputs(x_shape, w_shape, seed=s)[0] for s in range(3)])
-  ws = jnp.stack([_inputs(x_shape, w_shape, seed=s)[1] for s in range(3)])
+  xs = jnp.stack([_inputs(x_shape, w_shape, seed=s)[0] for s in range(members)])
+  ws = jnp.stack([_inputs(x_shape, w_shape, seed=s)[1] for s in range(members)])
 
   def loss(fn):
     return lambda a, b: jnp.sum(jnp.sin(fn(a, b, strides, padding)))
@@ -135,7 +138,7 @@ def _lowered(fn, *args) -> str:
 
 
 def test_small_outputs_take_the_gemm_form_by_default():
-  x, w = _inputs((2, 8, 8, 4), (3, 3, 4, 4))
+  x, w = _inputs((2, 8, 8, 4), (3, 3, 4, 8))
   for strides, code in (((2, 2), 1), ((1, 1), 0)):  # 4x4 outputs: GEMM; 8x8: direct
     text = _lowered(lambda a, b: onednn.conv(a, b, strides, ((1, 1), (1, 1))), x, w)
     assert f"algorithm = {code} : i64" in text, strides
@@ -153,6 +156,9 @@ def test_each_pass_takes_its_own_default_algorithm():
   # Larger outputs: direct, except for the input gradient onto an RGB image.
   assert algorithms((2, 8, 8, 16), (3, 3, 16, 8), (1, 1)) == ("direct",) * 3
   assert algorithms((2, 8, 8, 3), (3, 3, 3, 8), (1, 1)) == ("direct", "gemm", "direct")
+  # A stride-1 forward pass onto an RGB image: the transposed convolution's input gradient.
+  assert algorithms((2, 8, 8, 16), (3, 3, 16, 3), (1, 1)) == ("transposed", "direct", "direct")
+  assert algorithms((2, 16, 16, 16), (4, 4, 16, 3), (2, 2))[0] == "direct"
   # The lowered gradient carries each pass's choice.
   x, w = _inputs((2, 8, 8, 4), (4, 4, 4, 4))
   text = _lowered(jax.grad(lambda a, b: jnp.sum(onednn.conv(a, b, (2, 2), ((1, 1), (1, 1)))
@@ -161,6 +167,31 @@ def test_each_pass_takes_its_own_default_algorithm():
   assert sorted(set(calls)) == [("ganjax_onednn_conv_backward_data", "1"),
                                 ("ganjax_onednn_conv_backward_weights", "0"),
                                 ("ganjax_onednn_conv_forward", "1")], calls
+
+
+@pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 2), (2, 1))])
+def test_forward_onto_few_channels_is_the_transposed_input_gradient(padding):
+  # F = 3, stride 1: the forward pass runs as backward_data of the flipped kernel (GEMM form);
+  # its value and both gradients still equal XLA's.
+  x, w = _inputs((3, 7, 6, 8), (3, 3, 8, 3))
+  window = onednn.Window.make(x.shape, w.shape, (1, 1), padding)
+  assert window.algorithm("forward") == onednn.TRANSPOSED
+  assert window.transposed().algorithm("backward_data") == "gemm"
+  np.testing.assert_allclose(
+      onednn.flipped_kernel(w)[0, 2, :, :], np.asarray(w)[2, 0].T)  # w'[k, l, f, c]
+
+  def loss(fn):
+    return lambda a, b: jnp.sum(jnp.sin(fn(a, b, (1, 1), padding)))
+
+  text = _lowered(lambda a, b: onednn.conv(a, b, (1, 1), padding), x, w)
+  assert "ganjax_onednn_conv_backward_data" in text
+  assert "ganjax_onednn_conv_forward" not in text
+  got = jax.jit(jax.value_and_grad(loss(onednn.conv), (0, 1)))(x, w)
+  want = jax.value_and_grad(loss(_lax_conv), (0, 1))(x, w)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="stride-1"):
+    onednn.Window.make(x.shape, w.shape, (2, 2), padding).transposed()
 
 
 def test_conv_general_dilated_routes_only_what_onednn_computes():
@@ -178,7 +209,7 @@ def test_conv_general_dilated_routes_only_what_onednn_computes():
     kwargs = {"window_strides": (1, 1), "dimension_numbers": DN, **kwargs}
     kernel = w[:, :, :2] if name == "grouped" else w
     fn = lambda a, b, kwargs=kwargs: conv.conv_general_dilated(a, b, **kwargs)
-    assert ("ganjax_onednn_conv_forward" in _lowered(fn, x, kernel)) == uses_onednn, name
+    assert ("ganjax_onednn_conv" in _lowered(fn, x, kernel)) == uses_onednn, name
     np.testing.assert_allclose(jax.jit(fn)(x, kernel), lax.conv_general_dilated(x, kernel, **kwargs),
                                rtol=1e-5, atol=1e-5, err_msg=name)
   same = lambda a, b: conv.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=DN)

@@ -209,9 +209,8 @@ def up_conv_onednn(x: Array, kernel: Array) -> Array:
   """
   _check_nhwc(x, kernel, "up_conv")
   n, h, w, _ = x.shape
-  forward_kernel = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
-  return onednn.conv_transpose(x, forward_kernel, (n, 2 * h, 2 * w, kernel.shape[-1]),
-                               (2, 2), ((1, 1), (1, 1)))
+  return onednn.conv_transpose(x, onednn.flipped_kernel(kernel),
+                               (n, 2 * h, 2 * w, kernel.shape[-1]), (2, 2), ((1, 1), (1, 1)))
 
 
 def _cpu_form(x: Array, kernel: Array, onednn_form: Callable[[Array, Array], Array],

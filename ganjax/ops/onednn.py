@@ -122,6 +122,9 @@ def status() -> str:
 
 
 ALGORITHMS = {"direct": 0, "gemm": 1}
+# The forward pass of a stride-1 convolution can also run as the input gradient of its
+# transposed convolution (`Window.transposed`), in that pass's own algorithm.
+TRANSPOSED = "transposed"
 PASSES = tuple(_TARGETS)  # forward, backward_data, backward_weights
 # Outputs of at most this many pixels per image (4x4) run as im2col + GEMM by default ...
 GEMM_MAX_OUTPUT_PIXELS = 16
@@ -137,7 +140,8 @@ class Window(NamedTuple):
   w_shape: tuple[int, int, int, int]  # KH, KW, C, F
   strides: tuple[int, int]
   padding: Padding
-  algorithms: tuple[str, str, str] = ("direct",) * 3  # keys of ALGORITHMS, one per pass
+  # One per pass: keys of ALGORITHMS, or TRANSPOSED for the forward pass.
+  algorithms: tuple[str, str, str] = ("direct",) * 3
 
   @classmethod
   def make(cls, x_shape, w_shape, strides, padding, algorithm: str | None = None) -> "Window":
@@ -163,6 +167,24 @@ class Window(NamedTuple):
     return (n, (h + pt + pb - kh) // self.strides[0] + 1,
             (w + pl + pr - kw) // self.strides[1] + 1, f)
 
+  def transposed(self) -> "Window":
+    """The stride-1 convolution whose input gradient is this one's forward pass.
+
+    For stride 1, ``y[i] = sum_k x[i + k - p_lo] w[k]`` is the input gradient (the transposed
+    convolution) of the convolution from ``y``'s shape to ``x``'s with the flipped kernel
+    ``w'[k, l, f, c] = w[KH-1-k, KW-1-l, c, f]`` and padding ``(KH-1-p_lo, KH-1-p_hi)`` per
+    axis (`flipped_kernel`).
+    """
+    if self.strides != (1, 1):
+      raise ValueError(f"onednn: only a stride-1 convolution is a transposed one's input "
+                       f"gradient, not strides {self.strides}")
+    kh, kw, c, f = self.w_shape
+    (pt, pb), (pl, pr) = self.padding
+    padding = ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))
+    if min(min(p) for p in padding) < 0:
+      raise ValueError(f"onednn: padding {self.padding} exceeds the {kh}x{kw} window")
+    return Window.make(self.y_shape, (kh, kw, f, c), (1, 1), padding)
+
   def attributes(self, target: str) -> dict[str, np.int64]:
     """The FFI call's attributes for pass `target`."""
     (pt, pb), (pl, pr) = self.padding
@@ -179,15 +201,32 @@ def default_algorithm(target: str, window: Window) -> str:
   forward pass and the input gradient), except for the kernel gradient of a strided
   convolution, and for the input gradient onto an image of at most `GEMM_MAX_INPUT_CHANNELS`
   channels (a ``[N*H*W, KH*KW*C]`` product with few columns, scattered back); the direct
-  primitives otherwise. From the three passes of every DCGAN layer timed alone with each
-  algorithm (docs/PERF_NOTES.md).
+  primitives otherwise. The forward pass of a stride-1 convolution onto at most
+  `GEMM_MAX_INPUT_CHANNELS` channels (an RGB image) runs as the input gradient of its
+  transposed convolution (`TRANSPOSED`: a GEMM with few columns and a small scatter, instead of
+  a direct primitive producing 3 channels). From the three passes of every DCGAN layer timed
+  alone with each algorithm (docs/PERF_NOTES.md).
   """
-  _, ho, wo, _ = window.y_shape
+  _, ho, wo, f = window.y_shape
   small_output = ho * wo <= GEMM_MAX_OUTPUT_PIXELS
+  if (target == "forward" and not small_output and f <= GEMM_MAX_INPUT_CHANNELS
+      and _transposable(window)):
+    return TRANSPOSED
   gemm = {"forward": small_output,
           "backward_data": small_output or window.x_shape[3] <= GEMM_MAX_INPUT_CHANNELS,
           "backward_weights": small_output and window.strides == (1, 1)}[target]
   return "gemm" if gemm else "direct"
+
+
+def _transposable(window: Window) -> bool:
+  kh, kw = window.w_shape[:2]
+  (pt, pb), (pl, pr) = window.padding
+  return window.strides == (1, 1) and max(pt, pb) < kh and max(pl, pr) < kw
+
+
+def flipped_kernel(w: Array) -> Array:
+  """``w'[k, l, f, c] = w[KH-1-k, KW-1-l, c, f]``: the kernel of `Window.transposed`."""
+  return jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2))
 
 
 def _call(target: str, a: Array, b: Array, out_shape: tuple[int, ...], window: Window) -> Array:
@@ -201,6 +240,8 @@ def _call(target: str, a: Array, b: Array, out_shape: tuple[int, ...], window: W
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def forward(x: Array, w: Array, window: Window) -> Array:
   """``F(x, w)``: the convolution, ``[N, H, W, C] x [KH, KW, C, F] -> [N, Ho, Wo, F]``."""
+  if window.algorithm("forward") == TRANSPOSED:
+    return _call("backward_data", x, flipped_kernel(w), window.y_shape, window.transposed())
   return _call("forward", x, w, window.y_shape, window)
 
 
