@@ -391,23 +391,27 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
     real_sign_sum = jnp.sum(jnp.sign(real_out["adv"].astype(jnp.float32)))
     return loss, (d_collections, lecam, metrics, real_sign_sum)
 
-  def critic_update(g_params, step_rng, hyper, carried, carry, inputs):
-    d_player, g_collections, lecam = carry
-    real, real_labels, index = inputs
+  def critic_sample(g_params, step_rng, hyper, batch_size, g_collections, index):
+    """G's images for critic update `index` and the key of its loss."""
     z_key, loss_key = jax.random.split(jax.random.fold_in(step_rng, index))
-    z, fake_labels = sample_latents(z_key, generator, real.shape[0], o.batch_sharding)
+    z, fake_labels = sample_latents(z_key, generator, batch_size, o.batch_sharding)
     fake, g_collections = apply_model(generator, g_params, g_collections, z, fake_labels,
                                       train=True)  # G's spectral vectors move in its update
     fake_eps = None
     if on(hyper, "zcr_dis_weight"):
       fake_eps = jax.lax.stop_gradient(
           perturbed(g_params, g_collections, z, fake_labels, z_key))
-    batch = _CriticBatch(real, real_labels, jax.lax.stop_gradient(fake), fake_labels, fake_eps)
+    return g_collections, (jax.lax.stop_gradient(fake), fake_labels, fake_eps, loss_key)
+
+  def critic_update(hyper, carried, carry, inputs):
+    d_player, lecam = carry
+    real, real_labels, fake, fake_labels, fake_eps, loss_key = inputs
+    batch = _CriticBatch(real, real_labels, fake, fake_labels, fake_eps)
     grads, (d_collections, lecam, metrics, real_sign_sum) = jax.grad(critic_loss, has_aux=True)(
         d_player.params, d_player.collections, batch, loss_key, hyper,
         carried._replace(lecam=lecam))
     d_player = _apply_updates(d_player, grads, d_tx, d_collections, o.d_projection)
-    return (d_player, g_collections, lecam), (metrics, real_sign_sum)
+    return (d_player, lecam), (metrics, real_sign_sum)
 
   def generator_loss(g_params, g_collections, d_player, batch_size, rng, hyper, ada_p):
     z_key, d_key = jax.random.split(rng)
@@ -459,19 +463,27 @@ def make_train_step(generator: nn.Module, discriminator: nn.Module,
                          "the state with the same options (GAN.init, or create_state with "
                          "ada_p / use_lecam)")
 
+  def loop(fn, carry, xs):
+    """`lax.scan` of `fn` over the leading axis of `xs`, or the same loop written out."""
+    if not o.unroll_critic:
+      return jax.lax.scan(fn, carry, xs)
+    outputs = []
+    for i in range(o.n_critic):
+      carry, out = fn(carry, jax.tree.map(lambda v, i=i: v[i], xs))
+      outputs.append(out)
+    return carry, jax.tree.map(lambda *v: jnp.stack(v), *outputs)
+
   def critic_updates(state, images, labels, hyper, critic_rng, carried):
-    update = functools.partial(critic_update, state.generator.params, critic_rng, hyper,
-                               carried)
-    carry = (state.discriminator, state.generator.collections, carried.lecam)
-    if o.unroll_critic:
-      per_update = []
-      for i in range(o.n_critic):
-        carry, out = update(carry, (images[i], labels[i], jnp.asarray(i)))
-        per_update.append(out)
-      outputs = jax.tree.map(lambda *v: jnp.stack(v), *per_update)
-    else:
-      carry, outputs = jax.lax.scan(update, carry, (images, labels, jnp.arange(o.n_critic)))
-    return carry, outputs
+    """The n_critic D updates: first G's images for all of them (G's parameters do not change
+    during the critic updates; its collections move in the same order), then the updates, so
+    a scan's body holds one D update and the G passes are not on its critical path."""
+    sample = functools.partial(critic_sample, state.generator.params, critic_rng, hyper,
+                               images.shape[1])
+    g_collections, samples = loop(sample, state.generator.collections, jnp.arange(o.n_critic))
+    update = functools.partial(critic_update, hyper, carried)
+    (d_player, lecam), outputs = loop(update, (state.discriminator, carried.lecam),
+                                      (images, labels, *samples))
+    return (d_player, g_collections, lecam), outputs
 
   def train_step(state: GANState, batch: Batch,
                  hyper: dict[str, Array] | None = None) -> tuple[GANState, Metrics]:
