@@ -70,7 +70,7 @@ def make_parser(description: str = __doc__.split("\n\n")[0]) -> argparse.Argumen
                   help="DownConv impl of the JAX discriminator (ganjax.ops.conv: auto, onednn, "
                        "phase, strided)")
   ap.add_argument("--scan_critic", action="store_true",
-                  help="lax.scan over the critic updates instead of unrolling")
+                  help="lax.scan over the critic updates (default: as the config chooses)")
   ap.add_argument("--variant", default="",
                   help="comma-separated research variants (see experiments.variants: "
                        "onednn_direct)")
@@ -104,7 +104,8 @@ def jax_config(args):
   wgan = args.model == "wgan_gp"
   config = (wgan_gp if wgan else dcgan).get_config()
   config.batch_size = args.batch
-  config.unroll_critic = not args.scan_critic
+  if args.scan_critic:  # else the config's choice (`ganjax.gan.build.critic_unrolled`)
+    config.unroll_critic = False
   config.generator.update(z_dim=128, width=args.width)
   config.discriminator.update(width=args.width, negative_slope=args.negative_slope,
                               norm=args.critic_norm if wgan else "batch")
@@ -128,7 +129,8 @@ def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
   variants.apply((args.variant.split(",") if args.variant else []) + list(extra_variants))
 
   mesh = mesh_lib.make_mesh()
-  gan = build_gan(jax_config(args), DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
+  config = jax_config(args)
+  gan = build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
                   conv.backend_for(mesh))
   replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   state = jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))
@@ -146,9 +148,13 @@ def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
   if args.dump_hlo:
     Path(args.dump_hlo).write_text(compiled.as_text())
   flops = None
-  try:  # XLA cannot see into the oneDNN calls: count the same step with XLA's convolutions
-    with onednn.disabled():  # a new function object: a fresh trace, not the cached one
-      cost = jax.jit(lambda s, b: step(s, b)).lower(state, batch).cost_analysis()
+  try:  # XLA cannot see into the oneDNN calls: count the same step with XLA's convolutions,
+    # unrolled (XLA's cost analysis counts a loop's body once)
+    config.unroll_critic = True
+    unrolled = build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
+                         conv.backend_for(mesh)).train_step()
+    with onednn.disabled():
+      cost = jax.jit(unrolled).lower(state, batch).cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", 0.0))
   except Exception:  # cost analysis is best effort

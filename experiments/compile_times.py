@@ -87,7 +87,7 @@ def compile_step(name: str, overrides: dict):
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2 = time.perf_counter()
-  result = {"config": name, "n_critic": n, "batch": b, "unroll_critic": config.unroll_critic,
+  result = {"config": name, "n_critic": n, "batch": b, "unroll_critic": gan.options.unroll_critic,
             "lower_s": round(t1 - t0, 2), "compile_s": round(t2 - t1, 2)}
   holder = {"state": state}
 

@@ -86,6 +86,18 @@ def test_scanned_critic_updates_match_the_unrolled_ones():
                                err_msg=name)
 
 
+def test_the_critic_loop_is_a_scan_only_on_onednn_convolutions():
+  config = tiny_config("wgan", n_critic=5)
+  assert config.unroll_critic is None  # shipped: chosen by the convolution backend
+  with_onednn = onednn.available() and jax.default_backend() == "cpu"
+  assert experiment.critic_unrolled(config, "auto") is not with_onednn
+  assert experiment.critic_unrolled(config, "xla")  # XLA's CPU convolutions: straight-line
+  assert experiment.critic_unrolled(tiny_config("wgan", n_critic=5, dtype="bfloat16"))
+  assert experiment.critic_unrolled(tiny_config("wgan", n_critic=1))
+  assert not experiment.critic_unrolled(tiny_config("wgan", unroll_critic=False), "xla")
+  assert experiment.critic_unrolled(tiny_config("wgan", unroll_critic=True), "auto")
+
+
 def test_sampling_is_inference_mode_and_in_range():
   gan, state, _ = build("dcgan")
   sample = jax.jit(gan.sample_fn())

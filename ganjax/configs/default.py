@@ -54,7 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.aux_classifier_weight = 0.0   # ACGAN class-loss weight (0 = off)
   c.aux_classifier_on_fake = True  # D's class loss also on generated images (Odena et al.)
   c.label_smoothing = 0.0         # one-sided: real targets 1 - s in the BCE D loss (0 = off)
-  c.unroll_critic = True          # critic updates as straight-line code, not a lax.scan
+  # Critic updates as straight-line code (True) or one lax.scan (False); None: a scan on
+  # oneDNN's convolutions when n_critic > 1, straight-line otherwise (gan.build.critic_unrolled;
+  # the configs whose scan was measured as fast as straight-line code set None).
+  c.unroll_critic = ml_collections.FieldReference(True, field_type=bool)
 
   # Data-efficient training (see ganjax.gan.steps, ganjax.diffaug, ganjax.gan.regularizers):
   # differentiable augmentation of every image D sees (real and generated), LeCam, bCR, zCR.

@@ -14,6 +14,7 @@ def get_config():
   config.loss = "wasserstein"
   config.batch_size = 64
   config.n_critic = 5
+  config.unroll_critic = None  # a scan on oneDNN: as fast, compiles 2-3x faster
   config.weight_clip = 0.01
   config.num_train_steps = 100_000
   config.generator.update(name="dcgan", z_dim=128, width=64)

@@ -80,10 +80,11 @@ class StepOptions:
     ema_decay: decay of the EMA of the generator weights (used when the state keeps one).
     ema_start_step: before this step the EMA copies the weights.
     unroll_critic: write the critic updates out one after the other (a Python loop over the
-      static n_critic) instead of a `lax.scan`. On the CPU XLA picks fast convolution kernels
-      only in the straight-line form (a scan, even with ``unroll=True``, kept convolutions on
-      a slow path: 10x slower steps on a CPU); the scan compiles faster
-      for large n_critic.
+      static n_critic) instead of a `lax.scan` (of G's samples for all updates, then of the D
+      updates). With XLA's convolutions on a CPU only the straight-line form gets fast kernels
+      (in a scan, even with ``unroll=True``, they stay on a slow path: 10-50x slower steps);
+      with oneDNN's the scan runs as fast and compiles 2-3x faster
+      (`ganjax.gan.build.critic_unrolled` chooses when the config leaves it open).
     batch_sharding: a sharding for arrays whose leading axis is the batch (latents, sampled
       labels), applied as a constraint so generated batches stay split over devices; None on
       one device.

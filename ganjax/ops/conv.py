@@ -79,6 +79,15 @@ def backend_for(mesh: jax.sharding.Mesh) -> str:
   return "xla" if several_cpus else "auto"
 
 
+def uses_onednn(backend: str, dtype: Any, platform: str | None = None) -> bool:
+  """Whether convolutions of `dtype` traced for `platform` (None: JAX's default backend) with
+  `backend` run on oneDNN (`ganjax.ops.onednn`) rather than on XLA's kernels."""
+  check_backend(backend)
+  platform = platform or jax.default_backend()
+  return (platform == "cpu" and backend == "auto" and jnp.dtype(dtype) == jnp.float32
+          and onednn.available())
+
+
 @contextlib.contextmanager
 def backend_scope(backend: str) -> Iterator[None]:
   """Traces the body with `backend` for the convolutions of modules that take no
@@ -218,9 +227,7 @@ def _cpu_form(x: Array, kernel: Array, onednn_form: Callable[[Array, Array], Arr
               ) -> Callable[[Array, Array], Array]:
   """The form ``impl="auto"`` lowers for the CPU: oneDNN's if built (float32) and the backend
   is ``"auto"``, else XLA's."""
-  check_backend(backend)
-  float32 = x.dtype == jnp.float32 and kernel.dtype == jnp.float32
-  use_onednn = backend == "auto" and float32 and onednn.available()
+  use_onednn = kernel.dtype == jnp.float32 and uses_onednn(backend, x.dtype, "cpu")
   return onednn_form if use_onednn else xla_form
 
 
