@@ -126,7 +126,9 @@ def test_every_shipped_config_takes_every_default_key_from_the_command_line():
     flat = _flat(config)
     missing = sorted(set(defaults) - set(flat))
     assert not missing, f"{name} drops default keys {missing}"
-    wanted = {key: _other_value(flat[key]) for key in defaults}
+    # A key a config leaves open (None) takes a value of the default's type.
+    wanted = {key: _other_value(defaults[key] if flat[key] is None else flat[key])
+              for key in defaults}
     argv = train_cli._resolve_config(  # pylint: disable=protected-access
         ["prog", f"--config={name}"] + [f"--config.{k}={v}" for k, v in wanted.items()])
     flag_values = flags.FlagValues()  # as the command line defines it, overrides from argv
