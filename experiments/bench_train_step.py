@@ -130,8 +130,12 @@ def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
 
   mesh = mesh_lib.make_mesh()
   config = jax_config(args)
-  gan = build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
-                  conv.backend_for(mesh))
+
+  def build():  # the GAN of `config` as it is when called
+    return build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
+                     conv.backend_for(mesh))
+
+  gan = build()
   replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   state = jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))
   n_critic = gan.options.n_critic
@@ -151,8 +155,7 @@ def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
   try:  # XLA cannot see into the oneDNN calls: count the same step with XLA's convolutions,
     # unrolled (XLA's cost analysis counts a loop's body once)
     config.unroll_critic = True
-    unrolled = build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
-                         conv.backend_for(mesh)).train_step()
+    unrolled = build().train_step()
     with onednn.disabled():
       cost = jax.jit(unrolled).lower(state, batch).cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
