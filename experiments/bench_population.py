@@ -187,7 +187,7 @@ def main(argv=None):
     rounds = ", ".join(f"{x:.2f}" for x in r["speedup_per_round"])
     return f"{r['speedup_median']:.2f}x ({rounds}); {r['population_gan_updates_per_s']:.2f}"
 
-  print(f"\nspeedup over K sequential single runs (median; rounds); population GAN-updates/s")
+  print("\nspeedup over K sequential single runs (median; rounds); population GAN-updates/s")
   print(f"| K | {_convolutions()} | XLA's convolutions (GANJAX_ONEDNN=0) |")
   print("|---|---|---|")
   for k, r in results.items():

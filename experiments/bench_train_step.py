@@ -112,71 +112,93 @@ def jax_config(args):
   return config
 
 
-def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+class CompiledStep:
+  """A GAN's training step as the trainer builds it, jitted and compiled, with its inputs.
 
+  `build_gan` with the convolution backend of the mesh of all devices, one `jax.jit` with the
+  state replicated and donated and the batch (``n_critic`` synthetic real batches of CIFAR-10's
+  shapes, labels drawn from the spec's classes) split over the mesh. ``run(n)`` runs n
+  iterations, carrying the state between calls, and returns their seconds; ``lower_s`` and
+  ``compile_s`` are the seconds to trace and lower, and XLA's compile.
+  """
+
+  def __init__(self, config, spec=None):
+    import jax  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+    from ganjax.data import DataSpec  # pylint: disable=g-import-not-at-top
+    from ganjax.gan.build import build_gan  # pylint: disable=g-import-not-at-top
+    from ganjax.ops import conv  # pylint: disable=g-import-not-at-top
+    from ganjax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+
+    self.config, self.spec = config, spec or DataSpec((32, 32, 3), ())
+    mesh = mesh_lib.make_mesh()
+    self.build = lambda: build_gan(config, self.spec, mesh_lib.data_sharding(mesh),
+                                   conv.backend_for(mesh))  # the GAN of `config` as it is now
+    self.gan = self.build()
+    replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+    n, b = self.gan.options.n_critic, config.batch_size
+    self.images = jax.random.uniform(jax.random.PRNGKey(1), (n, b, *self.spec.image_shape),
+                                     jnp.float32, -1.0, 1.0)
+    labels = jax.random.randint(jax.random.PRNGKey(2), (n, b), 0, max(1, self.spec.num_classes))
+    self.batch = jax.device_put({"image": self.images, "label": labels}, batches)
+    self.state = jax.jit(self.gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))
+    jitted = jax.jit(self.gan.train_step(), in_shardings=(replicated, batches),
+                     out_shardings=(replicated, replicated), donate_argnums=0)
+    t0 = time.perf_counter()
+    lowered = jitted.lower(self.state, self.batch)
+    t1 = time.perf_counter()
+    self.compiled = lowered.compile()
+    self.lower_s, self.compile_s = t1 - t0, time.perf_counter() - t1
+
+  def run(self, n: int) -> float:
+    import jax  # pylint: disable=g-import-not-at-top
+    t0 = time.perf_counter()
+    state = self.state
+    for _ in range(n):
+      state, metrics = self.compiled(state, self.batch)
+    jax.block_until_ready((state, metrics))
+    self.state = state
+    return time.perf_counter() - t0
+
+  def flops(self) -> float | None:
+    """FLOPs per iteration by XLA's cost analysis of the same step with XLA's convolutions
+    (it cannot see into the oneDNN calls), unrolled (it counts a loop's body once)."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
+    unroll = self.config.unroll_critic
+    try:
+      self.config.unroll_critic = True
+      unrolled = self.build().train_step()
+      with onednn.disabled():
+        cost = jax.jit(unrolled).lower(self.state, self.batch).cost_analysis()
+      cost = cost[0] if isinstance(cost, list) else cost
+      return float(cost.get("flops", 0.0))
+    except Exception:  # pylint: disable=broad-except  # cost analysis is best effort
+      return None
+    finally:
+      self.config.unroll_critic = unroll
+
+
+def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
+  """``(run, images, seconds to lower and compile, flops)`` of the `CompiledStep` of
+  ``--model`` with this benchmark's settings, convolution forms and research variants."""
   from experiments import variants  # pylint: disable=g-import-not-at-top
-  from ganjax.data import DataSpec  # pylint: disable=g-import-not-at-top
-  from ganjax.gan.build import build_gan  # pylint: disable=g-import-not-at-top
   from ganjax.models import dcgan  # pylint: disable=g-import-not-at-top
-  from ganjax.ops import conv, onednn  # pylint: disable=g-import-not-at-top
-  from ganjax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from ganjax.ops import conv  # pylint: disable=g-import-not-at-top
 
   # The forms of the 4x4 stride-2 convolutions, for the models traced from here on.
   dcgan.UpConv = functools.partial(conv.UpConv, impl=up_impl or args.up_impl)
   dcgan.DownConv = functools.partial(conv.DownConv, impl=down_impl or args.down_impl)
   variants.apply((args.variant.split(",") if args.variant else []) + list(extra_variants))
-
-  mesh = mesh_lib.make_mesh()
-  config = jax_config(args)
-
-  def build():  # the GAN of `config` as it is when called
-    return build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
-                     conv.backend_for(mesh))
-
-  gan = build()
-  replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-  state = jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))
-  n_critic = gan.options.n_critic
-  images = jax.random.uniform(jax.random.PRNGKey(1), (n_critic, args.batch, 32, 32, 3),
-                              jnp.float32, -1.0, 1.0)
-  batch = jax.device_put({"image": images,
-                          "label": jnp.zeros((n_critic, args.batch), jnp.int32)}, batches)
-  step = gan.train_step()
-  jitted = jax.jit(step, in_shardings=(replicated, batches),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
-  t0 = time.perf_counter()
-  compiled = jitted.lower(state, batch).compile()
-  compile_s = time.perf_counter() - t0
+  step = CompiledStep(jax_config(args))
   if args.dump_hlo:
-    Path(args.dump_hlo).write_text(compiled.as_text())
-  flops = None
-  try:  # XLA cannot see into the oneDNN calls: count the same step with XLA's convolutions,
-    # unrolled (XLA's cost analysis counts a loop's body once)
-    config.unroll_critic = True
-    unrolled = build().train_step()
-    with onednn.disabled():
-      cost = jax.jit(unrolled).lower(state, batch).cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", 0.0))
-  except Exception:  # cost analysis is best effort
-    pass
-  holder = {"state": state}
-
-  def run(n):
-    s = holder["state"]
-    for _ in range(n):
-      s, metrics = compiled(s, batch)
-    jax.block_until_ready((s, metrics))
-    holder["state"] = s
-    return metrics
-
+    Path(args.dump_hlo).write_text(step.compiled.as_text())
   if args.compile_only:
-    print(json.dumps({"compile_s": round(compile_s, 1),
-                      "generic_path_convolutions": generic_path_convolutions(compiled.as_text())}))
+    print(json.dumps({"compile_s": round(step.compile_s, 1), "generic_path_convolutions":
+                      generic_path_convolutions(step.compiled.as_text())}))
     sys.exit(0)
-  return run, np_images(images), compile_s, flops
+  return step.run, np_images(step.images), step.lower_s + step.compile_s, step.flops()
 
 
 def generic_path_convolutions(hlo_text: str) -> int:
@@ -269,6 +291,7 @@ def main(argv=None):
       "compile_s": round(compile_s, 1),
       "gflop_per_iter": round(flops / 1e9, 1) if flops else None,
       "jax_images_per_s": round(args.batch / per_it["jax"], 2),
+      "round_ms": {name: [round(1e3 * t) for t in ts] for name, ts in times.items()},
   }
   if "torch" in runs:
     ratios = sorted(tt / tj for tj, tt in zip(times["jax"], times["torch"]))

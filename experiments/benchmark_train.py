@@ -103,40 +103,11 @@ AUGMENTATIONS = (
 
 
 def _augmented_step(args, overrides: dict):
-  """``run(n)``: n iterations of the jitted step of ``--model`` with `overrides` (as
-  `experiments.bench_train_step.build_jax_step`, state donated, batch split over the mesh)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
-  from ganjax.data import DataSpec  # pylint: disable=g-import-not-at-top
-  from ganjax.gan.build import build_gan  # pylint: disable=g-import-not-at-top
-  from ganjax.ops import conv  # pylint: disable=g-import-not-at-top
-  from ganjax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-
+  """``run(n)``: n iterations of ``--model``'s step with `overrides`
+  (`experiments.bench_train_step.CompiledStep`)."""
   config = bench_train_step.jax_config(args)
   config.update(overrides)
-  mesh = mesh_lib.make_mesh()
-  gan = build_gan(config, DataSpec((32, 32, 3), ()), mesh_lib.data_sharding(mesh),
-                  conv.backend_for(mesh))
-  replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-  n_critic = gan.options.n_critic
-  images = jax.random.uniform(jax.random.PRNGKey(1), (n_critic, args.batch, 32, 32, 3),
-                              jnp.float32, -1.0, 1.0)
-  batch = jax.device_put({"image": images,
-                          "label": jnp.zeros((n_critic, args.batch), jnp.int32)}, batches)
-  holder = {"state": jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))}
-  step = jax.jit(gan.train_step(), in_shardings=(replicated, batches),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
-  step = step.lower(holder["state"], batch).compile()
-
-  def run(n: int) -> None:
-    s = holder["state"]
-    for _ in range(n):
-      s, metrics = step(s, batch)
-    jax.block_until_ready((s, metrics))
-    holder["state"] = s
-
-  return run
+  return bench_train_step.CompiledStep(config).run
 
 
 def augment_costs(args) -> dict[str, float]:

@@ -29,7 +29,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -60,47 +59,16 @@ def compile_step(name: str, overrides: dict):
   """
   import importlib  # pylint: disable=g-import-not-at-top
 
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
+  from experiments.bench_train_step import CompiledStep  # pylint: disable=g-import-not-at-top
   from ganjax.data import DataSpec  # pylint: disable=g-import-not-at-top
-  from ganjax.gan.build import build_gan  # pylint: disable=g-import-not-at-top
-  from ganjax.ops import conv  # pylint: disable=g-import-not-at-top
-  from ganjax.runtime import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
 
   config = importlib.import_module(f"ganjax.configs.{name}").get_config()
   config.update(overrides)
-  mesh = mesh_lib.make_mesh()
-  spec = DataSpec((32, 32, 3), tuple(f"class {i}" for i in range(10)))
-  gan = build_gan(config, spec, mesh_lib.data_sharding(mesh), conv.backend_for(mesh))
-  replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-  n, b = config.n_critic, config.batch_size
-  batch = jax.device_put(
-      {"image": jax.random.uniform(jax.random.PRNGKey(1), (n, b, 32, 32, 3), jnp.float32,
-                                   -1.0, 1.0),
-       "label": jax.random.randint(jax.random.PRNGKey(2), (n, b), 0, 10)}, batches)
-  state = jax.jit(gan.init, out_shardings=replicated)(jax.random.PRNGKey(0))
-  step = jax.jit(gan.train_step(), in_shardings=(replicated, batches),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
-  t0 = time.perf_counter()
-  lowered = step.lower(state, batch)
-  t1 = time.perf_counter()
-  compiled = lowered.compile()
-  t2 = time.perf_counter()
-  result = {"config": name, "n_critic": n, "batch": b, "unroll_critic": gan.options.unroll_critic,
-            "lower_s": round(t1 - t0, 2), "compile_s": round(t2 - t1, 2)}
-  holder = {"state": state}
-
-  def run(iterations: int) -> float:
-    s = holder["state"]
-    t0 = time.perf_counter()
-    for _ in range(iterations):
-      s, metrics = compiled(s, batch)
-    jax.block_until_ready((s, metrics))
-    holder["state"] = s
-    return time.perf_counter() - t0
-
-  return run, result
+  step = CompiledStep(config, DataSpec((32, 32, 3), tuple(f"class {i}" for i in range(10))))
+  result = {"config": name, "n_critic": step.gan.options.n_critic, "batch": config.batch_size,
+            "unroll_critic": step.gan.options.unroll_critic,
+            "lower_s": round(step.lower_s, 2), "compile_s": round(step.compile_s, 2)}
+  return step.run, result
 
 
 def measure(name: str, overrides: dict, run_iterations: int) -> dict:

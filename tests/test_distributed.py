@@ -1,7 +1,9 @@
-"""Two processes (jax.distributed, gloo CPU collectives) train exactly like one with two devices."""
+"""Two processes (jax.distributed, gloo CPU collectives) train exactly like one with two devices,
+stop together when one of them is signalled, and resume together."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -83,48 +85,99 @@ def _leaves(state):
        state.discriminator.opt_state))]
 
 
+def _wait_for(path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+  """Waits until the file at `path` holds `text`; fails if `proc` exits first."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if os.path.exists(path) and text in open(path).read():
+      return
+    if proc.poll() is not None:
+      pytest.fail(f"exited {proc.returncode} before {text!r}: {open(path).read()[-3000:]}")
+    time.sleep(0.2)
+  pytest.fail(f"no {text!r} in {timeout} s")
+
+
+def _stopped_step(log: str) -> int:
+  """The step of the last line, ``ganjax: stopped by signal S at step N: ... saved``."""
+  last = log.strip().splitlines()[-1]
+  assert last.startswith("ganjax: stopped by signal ") and "saved" in last, last
+  return int(last.split("at step ")[1].split(":")[0])
+
+
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_two_devices(tmp_path):
+def test_two_processes_stop_together_resume_and_match_one_process_with_two_devices(tmp_path):
+  """One process with two devices against two processes (gloo, one CPU device each).
+
+  SIGTERM to process 1 once both train: both save the same step and exit with the preempted
+  status; the restarted pair restores that step on both processes, finishes with IS and KID
+  (each process computes its half of every batch, the features are gathered) and ends where
+  the single process ends. Only the chief logs progress and writes events and sample grids.
+  """
+  from ganjax.runtime.signals import EXIT_PREEMPTED  # pylint: disable=g-import-not-at-top
+  steps = 60  # the stop lands within a few steps of the signal (sent at step 3)
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
-  # FID / IS at step 10 (a small random-weight Inception at 75x75): on two processes each
-  # computes its half of every batch and the features are gathered.
+  # IS and KID at the last step (a small random-weight Inception at 75x75; KID, like FID, from
+  # the gathered features, without FID's 2048x2048 matrix square root).
   fid_env = {"GANJAX_INCEPTION_WEIGHTS": random_inception_weights(str(tmp_path / "w.npz")),
              "GANJAX_FID_CACHE": str(tmp_path / "cache"),
              "GANJAX_INCEPTION_INPUT_SIZE_FOR_TESTS": "75"}
-  evaluate = ("--config.eval_every_steps=10", "--config.eval_num_samples=16",
-              "--config.eval_batch_size=8")
-  _run_processes([_cli(single, 10, *evaluate)], _env(2, **fid_env))
+  flags = (f"--config.eval_every_steps={steps}", "--config.eval_metrics=is,kid",
+           "--config.eval_best_metric=kid", "--config.eval_num_samples=16",
+           "--config.eval_batch_size=8", "--config.sample_every_steps=30",
+           "--config.checkpoint_every_steps=1000")
+  _run_processes([_cli(single, steps, *flags)], _env(2, **fid_env))
 
-  def both(steps, *extra):
+  def pair(log_every: int) -> list[list[str]]:
     port = _free_port()
-    return [_cli(multi, steps, "--config.distributed.enabled=True",
+    return [_cli(multi, steps, *flags, "--config.distributed.enabled=True",
                  f"--config.distributed.coordinator_address=127.0.0.1:{port}",
                  "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}",
-                 *extra)
+                 f"--config.log_every_steps={log_every}")
             for i in range(2)]
 
-  _run_processes(both(5), _env(1))
-  # Resumes from step 5: restore from both processes.
-  logs = _run_processes(both(10, *evaluate), _env(1, **fid_env))
-  assert "step 10/10 |" in logs[0] and "step 10 | fid=" in logs[0]
-  assert "step 10/10 |" not in logs[1] and "fid=" not in logs[1]  # progress from process 0
+  logs = [tmp_path / f"log{i}" for i in range(2)]
+  files = [open(l, "w") for l in logs]
+  procs = [subprocess.Popen(c, cwd=REPO_ROOT, env=_env(1, **fid_env), stderr=f, text=True)
+           for c, f in zip(pair(log_every=1), files)]
+  try:
+    _wait_for(logs[0], "step 3/", procs[0])
+    procs[1].send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    codes = [p.wait(timeout=60) for p in procs]
+    assert time.monotonic() - started < 60
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+    for f in files:
+      f.close()
+  texts = [open(l).read() for l in logs]
+  assert codes == [EXIT_PREEMPTED, EXIT_PREEMPTED], texts
+  saved = [_stopped_step(t) for t in texts]
+  assert saved[0] == saved[1] < 30, saved
+  assert os.listdir(os.path.join(multi, "checkpoints")) == [str(saved[0])]
 
+  logs = _run_processes(pair(log_every=steps), _env(1, **fid_env))
+  assert f"step {steps}/{steps} |" in logs[0] and f"step {steps} | " in logs[0]
+  assert " kid=" in logs[0]
+  assert f"step {steps}/{steps} |" not in logs[1] and " kid=" not in logs[1]  # process 0's
   # Only the chief writes run info, events and sample grids; checkpoints are shared.
-  assert sorted(os.listdir(os.path.join(multi, "checkpoints"))) == ["10", "5"]
-  assert sorted(os.listdir(os.path.join(multi, "samples"))) == ["step_10.png", "step_5.png"]
+  assert sorted(os.listdir(os.path.join(multi, "checkpoints")), key=int) == [
+      str(saved[0]), str(steps)]
+  assert sorted(os.listdir(os.path.join(multi, "samples"))) == ["step_30.png", "step_60.png"]
   events = [f for f in os.listdir(multi) if f.startswith("events.out.tfevents")]
-  assert len(events) == 2  # one per run of the chief (first 5 steps, then the resumed 5)
+  assert len(events) == 2  # one per run of the chief (stopped, then resumed)
 
   expected = tasks.load_run(single).state
   got = tasks.load_run(multi).state
-  assert int(got.step) == int(expected.step) == 10
+  assert int(got.step) == int(expected.step) == steps
   diffs = [float(np.max(np.abs(a - b))) for a, b in zip(_leaves(expected), _leaves(got))]
   assert max(diffs) < 1e-5, max(diffs)
 
-  with open(os.path.join(single, "best_fid.json")) as f:
+  with open(os.path.join(single, "best_kid.json")) as f:
     expected_eval = json.load(f)
-  with open(os.path.join(multi, "best_fid.json")) as f:
+  with open(os.path.join(multi, "best_kid.json")) as f:
     got_eval = json.load(f)
-  assert got_eval["step"] == expected_eval["step"] == 10
-  for key in ("fid", "inception_score"):
+  assert got_eval["step"] == expected_eval["step"] == steps
+  for key in ("kid", "inception_score"):
     assert got_eval[key] == pytest.approx(expected_eval[key], rel=1e-3), key

@@ -1,5 +1,6 @@
 """ganjax.ops.onednn: oneDNN's convolution passes equal XLA's, to every derivative order."""
 
+import os
 import platform
 import re
 import sys
@@ -14,6 +15,14 @@ from jax import lax
 from ganjax.ops import conv, onednn
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+# Every test here runs the extension. Switched off (GANJAX_ONEDNN=0: XLA's convolutions, the
+# path of GPUs and TPUs) or on a platform it is not built for, there is nothing to test; on
+# Linux x86-64 a missing extension fails (test_extension_is_built_on_linux_x86_64 says why).
+_BUILT_HERE = sys.platform == "linux" and platform.machine() == "x86_64"
+pytestmark = pytest.mark.skipif(
+    os.environ.get("GANJAX_ONEDNN", "1") == "0" or not (_BUILT_HERE or onednn.available()),
+    reason=f"no oneDNN convolutions: {onednn.status()}")
 
 DN = ("NHWC", "HWIO", "NHWC")
 # (x shape, kernel shape, strides, padding): odd sizes, asymmetric padding, batch of 3 (the
@@ -39,7 +48,7 @@ def _inputs(x_shape, w_shape, seed=0):
 
 
 def test_extension_is_built_on_linux_x86_64():
-  if sys.platform != "linux" or platform.machine() != "x86_64":
+  if not _BUILT_HERE:
     pytest.skip("the oneDNN extension is built on Linux x86-64 only")
   assert onednn.available(), onednn.status()
   assert onednn.status().startswith("oneDNN 3.")
