@@ -28,7 +28,12 @@ import time
 
 import numpy as np
 from PIL import Image
-import torch
+
+# pytorch-fid imports torchvision, which imports torch._dynamo and with it triton; triton's
+# native library beside TensorFlow's (ganjax.data) crashes the process. pytorch-fid's CPU
+# pipeline needs no triton (tests/conftest.py does the same).
+sys.modules.setdefault("triton", None)
+import torch  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
