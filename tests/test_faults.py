@@ -131,8 +131,9 @@ def test_sigterm_saves_the_step_and_exits_with_the_preempted_status(tmp_path, un
     _wait_for(log, "step 3/", proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == EXIT_PREEMPTED
-  assert "ganjax: stopped by signal 15 at step " in open(log).read().strip().splitlines()[-1]
-  step = _stopped_step(open(log).read())
+  text = open(log).read()
+  step = _stopped_step(text)
+  assert "ganjax: stopped by signal 15 at step " in text.strip().splitlines()[-1]
   assert os.listdir(workdir / "checkpoints") == [str(step)]
 
 
