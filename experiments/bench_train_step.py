@@ -133,9 +133,9 @@ class CompiledStep:
 
     self.config, self.spec = config, spec or DataSpec((32, 32, 3), ())
     mesh = mesh_lib.make_mesh()
-    self.build = lambda: build_gan(config, self.spec, mesh_lib.data_sharding(mesh),
-                                   conv.backend_for(mesh))  # the GAN of `config` as it is now
-    self.gan = self.build()
+    self.build = lambda c: build_gan(c, self.spec, mesh_lib.data_sharding(mesh),
+                                     conv.backend_for(mesh))  # the GAN of config `c`
+    self.gan = self.build(config)
     replicated, batches = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
     n, b = self.gan.options.n_critic, config.batch_size
     self.images = jax.random.uniform(jax.random.PRNGKey(1), (n, b, *self.spec.image_shape),
@@ -166,18 +166,16 @@ class CompiledStep:
     (it cannot see into the oneDNN calls), unrolled (it counts a loop's body once)."""
     import jax  # pylint: disable=g-import-not-at-top
     from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
-    unroll = self.config.unroll_critic
+    unrolled = self.config.copy_and_resolve_references()
+    unrolled.unroll_critic = True
     try:
-      self.config.unroll_critic = True
-      unrolled = self.build().train_step()
       with onednn.disabled():
-        cost = jax.jit(unrolled).lower(self.state, self.batch).cost_analysis()
+        cost = jax.jit(self.build(unrolled).train_step()).lower(
+            self.state, self.batch).cost_analysis()
       cost = cost[0] if isinstance(cost, list) else cost
       return float(cost.get("flops", 0.0))
     except Exception:  # pylint: disable=broad-except  # cost analysis is best effort
       return None
-    finally:
-      self.config.unroll_critic = unroll
 
 
 def build_jax_step(args, extra_variants=(), up_impl=None, down_impl=None):
