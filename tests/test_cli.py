@@ -96,9 +96,16 @@ def assert_no_checkpoint(workdir):
   assert not glob.glob(os.path.join(str(workdir), "checkpoints", "*"))
 
 
-def test_unknown_config_key(tmp_path):
-  result = run_cli(tmp_path / "run", "dcgan", "--config.learning_rate=1")
-  assert_one_line_error(result, "unknown config key 'learning_rate'", "--config.learning_rate")
+@pytest.mark.parametrize("override,fragments", [
+    ("--config.learning_rate=1", ("unknown config key 'learning_rate' in --config.learning_rate;",
+                                  "see ganjax/configs/default.py")),
+    # A near miss: ml_collections' suggestion is passed on.
+    ("--config.eval_every=0", ("unknown config key 'eval_every' in --config.eval_every; "
+                               "did you mean 'eval_every_steps'?",)),
+])
+def test_unknown_config_key(tmp_path, override, fragments):
+  result = run_cli(tmp_path / "run", "dcgan", override)
+  assert_one_line_error(result, *fragments)
   assert not os.path.exists(tmp_path / "run")
 
 

@@ -9,6 +9,8 @@ config runs: a GAN, a population of GANs or a classifier.
 
 from __future__ import annotations
 
+import re
+
 from ganjax import cli  # first: sets up the process before TensorFlow and JAX load
 
 from absl import app  # pylint: disable=g-import-not-at-top,g-bad-import-order
@@ -46,17 +48,30 @@ def _resolve_config(argv: list[str]) -> list[str]:
   return out
 
 
+def _missing_key(message: str) -> tuple[str, str | None]:
+  """(the key, ml_collections' suggestion or None) from its error for a key a config lacks.
+
+  The message is the key in quotes, quoted again and escaped one or two levels deep, followed
+  for a near miss by ``Did you mean "KEY" instead of "MISSING"?``.
+  """
+  text = message.replace("\\", "")
+  names = re.findall(r"'([A-Za-z_][\w.]*)'", text)
+  suggestion = re.search(r'Did you mean "([\w.]+)"', text)
+  return (names[0] if names else text.strip("\"' ")), suggestion and suggestion.group(1)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """Parses flags; a bad flag, config file or override key is a one-line error."""
   argv = _resolve_config(argv)
   try:
     return FLAGS(argv)
   except (AttributeError, KeyError) as e:  # config_flags: an override names no config key
-    missing = str(e).strip("\"' ").split("'")[0]
+    missing, suggestion = _missing_key(str(e))
     culprits = [a.split("=")[0] for a in _overrides(argv)
                 if missing in a.split("=")[0][len("--config."):].split(".")]
     where = culprits[0] if culprits else " ".join(_overrides(argv))
-    cli.fail(f"unknown config key {missing!r} in {where}; see "
+    hint = f"did you mean {suggestion!r}? " if suggestion else ""
+    cli.fail(f"unknown config key {missing!r} in {where}; {hint}see "
              "ganjax/configs/default.py for the keys")
   except flags.Error as e:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
