@@ -171,7 +171,7 @@ def analyze(args: argparse.Namespace) -> None:
   """Scores every checkpoint of both runs; writes the table, plot and sample strip."""
   from ganjax import data, tasks  # pylint: disable=g-import-not-at-top
   from ganjax.runtime import checkpoints  # pylint: disable=g-import-not-at-top
-  from ganjax.runtime.run import read_run_info  # pylint: disable=g-import-not-at-top
+  from ganjax.runtime.run_info import read_run_info  # pylint: disable=g-import-not-at-top
 
   config, _ = read_run_info(os.path.join(args.workdir, RUNS[0]))
   train = _first(data.load_dataset(config.dataset, config.split, config.image_size), args.images)

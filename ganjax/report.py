@@ -77,9 +77,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ganjax.errors import ConfigError, GanjaxError
-from ganjax.runtime.metrics import EVAL, EVAL_METRICS, METRICS_FILE, TRAIN, kind_of
+from ganjax.runtime.metric_kinds import EVAL, EVAL_METRICS, METRICS_FILE, TRAIN, kind_of
 from ganjax.runtime import checkpoints, files
-from ganjax.runtime.run import RUN_INFO_FILE, read_run_info
+from ganjax.runtime.run_info import RUN_INFO_FILE, read_run_info
 
 POPULATION_SUMMARY_FILE = "population_summary.json"
 
@@ -353,7 +353,7 @@ def _sample_files(directory: str) -> dict[int, str]:
 def read_run(workdir: str, name: str | None = None) -> Run:
   """Reads a run directory's metrics and files (not its checkpoints); a `ConfigError` when it is
   not one (no ``run_info.json``). The config is the one in effect: the recorded values over
-  today's defaults (`ganjax.runtime.run.read_run_info`)."""
+  today's defaults (`ganjax.runtime.run_info.read_run_info`)."""
   info_path = os.path.join(workdir, RUN_INFO_FILE)
   if not os.path.isdir(workdir) or not os.path.isfile(info_path):
     raise ConfigError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")

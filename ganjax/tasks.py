@@ -21,7 +21,8 @@ from ganjax.gan import trainer as gan_trainer
 from ganjax.population import build as population_build
 from ganjax.population import trainer as population_trainer
 from ganjax.runtime import loop
-from ganjax.runtime.run import Run, read_run_info
+from ganjax.runtime.run import Run
+from ganjax.runtime.run_info import read_run_info
 
 TASKS = ("gan", "classifier")
 

@@ -18,7 +18,7 @@ from ganjax.data.spec import DataSpec
 from ganjax.errors import ConfigError
 from ganjax.gan import build as experiment
 from ganjax.runtime import checkpoints
-from ganjax.runtime import run as run_lib
+from ganjax.runtime import run_info
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.tiny import tiny_config
 
@@ -32,7 +32,7 @@ def write_run(workdir: str, name: str) -> str:
   state = jax.jit(gan.init)(jax.random.PRNGKey(config.seed))
   params = jax.tree.map(lambda x: x * 3.0 if x.ndim >= 2 else x, state.generator.params)
   state = state.replace(generator=state.generator.replace(params=params))
-  run_lib.write_run_info(workdir, config, SPEC, "synthetic")
+  run_info.write_run_info(workdir, config, SPEC, "synthetic")
   manager = checkpoints.manager(os.path.join(workdir, "checkpoints"))
   checkpoints.save(manager, state, step=0)
   manager.wait_until_finished()

@@ -44,7 +44,7 @@ def test_run_info_of_an_older_run_reads_back_over_todays_defaults(tmp_path):
   """Keys a run recorded before they existed take today's defaults: no reader needs a
   `config.get(key, default)`."""
   import json  # pylint: disable=g-import-not-at-top
-  from ganjax.runtime.run import read_run_info  # pylint: disable=g-import-not-at-top
+  from ganjax.runtime.run_info import read_run_info  # pylint: disable=g-import-not-at-top
   old = {"seed": 3, "generator": {"name": "dcgan", "z_dim": 16, "width": 8, "norm": "x"}}
   (tmp_path / "run_info.json").write_text(json.dumps(
       {"config": old, "image_shape": [8, 8, 3], "class_names": ["a", "b"]}))

@@ -22,6 +22,7 @@ import pytest
 
 from ganjax import report
 from ganjax.errors import ConfigError
+from tests.conftest import REPO_ROOT, subprocess_env
 
 TRAIN_STEPS = (0, 50, 100, 150, 200)
 EVAL_STEPS = (100, 200)
@@ -203,6 +204,17 @@ def test_command_line_reports_a_bad_directory_in_one_line(tmp_path, capsys):
   assert err.count("\n") == 1 and "is not a ganjax run directory" in err
   with pytest.raises(ConfigError):
     report.read_run(str(tmp_path / "missing"))
+
+
+def test_the_report_does_not_start_tensorflow():
+  # The report reads files: TensorFlow (~6 s to import, through clu's TensorBoard writer) stays
+  # out of its process until it reads event files.
+  code = ("import sys, ganjax.report; "
+          "print(sorted(m for m in ('tensorflow', 'clu.metric_writers') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=subprocess_env(),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 
 from ganjax.errors import NonFiniteLossError
 from ganjax.runtime import files
+from ganjax.runtime.metric_kinds import METRICS_FILE, kind_of
 
 Metrics = dict[str, float]
 
@@ -156,19 +157,6 @@ class MemberWriters(metric_writers.MetricWriter):
   def close(self):
     for writer in [self.main, *self.members]:
       writer.close()
-
-
-METRICS_FILE = "metrics.jsonl"
-TRAIN, EVAL = "train", "eval"
-# Metrics of evaluations (kind "eval"): the scalar writers' interface has no kind, so it comes
-# from the names (a population member's ``member_<i>/fid`` too).
-EVAL_METRICS = ("fid", "inception_score", "inception_score_std", "kid", "kid_std", "precision",
-                "recall", "density", "coverage", "d_test_class_acc", "d_test_class_loss")
-
-
-def kind_of(name: str) -> str:
-  """``'eval'`` for an evaluation metric's name (with any ``<prefix>/``), else ``'train'``."""
-  return EVAL if name.rpartition("/")[2] in EVAL_METRICS else TRAIN
 
 
 class JsonlWriter(metric_writers.MetricWriter):

@@ -1,9 +1,5 @@
-"""A run directory: where one task writes its checkpoints, metrics and ``run_info.json``.
-
-``WORKDIR/run_info.json`` records the config and the data spec a run was trained with, so the
-tools that read a run later (sampling, FID, analysis, reports) need neither the config file nor
-the data. `read_run_info` fills keys a run recorded before they existed with today's defaults.
-"""
+"""A run directory: where one task writes its checkpoints, metrics and ``run_info.json``
+(`ganjax.runtime.run_info`)."""
 
 from __future__ import annotations
 
@@ -16,42 +12,14 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 import ml_collections
 
-from ganjax.configs import default
 from ganjax.data.spec import DataSpec
-from ganjax.errors import CheckpointError, ConfigError, NonFiniteLossError
+from ganjax.errors import CheckpointError, NonFiniteLossError
 from ganjax.ops import conv
 from ganjax.runtime import checkpoints, files, mesh as mesh_lib, metrics
+from ganjax.runtime.run_info import write_run_info
 
-RUN_INFO_FILE = "run_info.json"
 DAMAGED_DIR = "damaged_checkpoints"  # checkpoints that could not be read, set aside
 PENDING_FILE = "pending_actions.json"  # actions a stop interrupted, for the resumed run
-
-
-def write_run_info(workdir: str, config: ml_collections.ConfigDict, spec: DataSpec,
-                   source: str) -> None:
-  """Records the config and the data spec a run was trained with."""
-  files.write_json(os.path.join(workdir, RUN_INFO_FILE), {
-      "config": config.to_dict(), "image_shape": list(spec.image_shape),
-      "class_names": list(spec.class_names), "data_source": source})
-
-
-def _merge(base: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-  out = dict(base)
-  for key, value in stored.items():
-    out[key] = (_merge(base[key], value) if isinstance(value, dict) and
-                isinstance(base.get(key), dict) else value)
-  return out
-
-
-def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, DataSpec]:
-  """The config (over today's defaults) and the data spec of the run in `workdir`."""
-  path = os.path.join(workdir, RUN_INFO_FILE)
-  if not os.path.exists(path):
-    raise ConfigError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")
-  info = files.read_json(path)
-  config = _merge(default.get_config().to_dict(), info["config"])
-  spec = DataSpec(tuple(info["image_shape"]), tuple(info["class_names"]))
-  return ml_collections.ConfigDict(config), spec
 
 
 def last_checkpoint_text(step: int | None) -> str:
