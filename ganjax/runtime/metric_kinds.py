@@ -1,7 +1,7 @@
 """The file a run's metrics go to and the kind of each metric (training or evaluation).
 
-Shared by the writers (`ganjax.runtime.metrics`) and the readers (`ganjax.report`); it imports
-nothing heavy, so a report does not start TensorFlow or JAX.
+Shared by the writers (`ganjax.runtime.metrics`, which import clu's TensorBoard writer and with
+it TensorFlow) and the readers (`ganjax.report`, which so start without TensorFlow).
 """
 
 from __future__ import annotations
