@@ -78,8 +78,7 @@ import numpy as np
 
 from ganjax.errors import ConfigError, GanjaxError
 from ganjax.runtime.metric_kinds import EVAL, EVAL_METRICS, METRICS_FILE, TRAIN, kind_of
-from ganjax.runtime import checkpoints, files
-from ganjax.runtime.run_info import RUN_INFO_FILE, read_run_info
+from ganjax.runtime import checkpoints, files, run_info
 
 POPULATION_SUMMARY_FILE = "population_summary.json"
 
@@ -353,16 +352,15 @@ def _sample_files(directory: str) -> dict[int, str]:
 def read_run(workdir: str, name: str | None = None) -> Run:
   """Reads a run directory's metrics and files (not its checkpoints); a `ConfigError` when it is
   not one (no ``run_info.json``). The config is the one in effect: the recorded values over
-  today's defaults (`ganjax.runtime.run_info.read_run_info`)."""
-  info_path = os.path.join(workdir, RUN_INFO_FILE)
-  if not os.path.isdir(workdir) or not os.path.isfile(info_path):
-    raise ConfigError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")
+  today's defaults (`ganjax.runtime.run_info.config_of`)."""
   try:
-    config, _ = read_run_info(workdir)
-    with open(info_path, encoding="utf-8") as f:
-      info = json.load(f)
+    info = run_info.read_record(workdir)
+    config = run_info.config_of(info)
+  except ConfigError:  # no run_info.json
+    raise
   except (ValueError, KeyError, TypeError, AttributeError) as e:
-    raise ConfigError(f"{info_path!r} is not a run record: {e}") from None
+    raise ConfigError(f"{os.path.join(workdir, run_info.RUN_INFO_FILE)!r} is not a run record: "
+                      f"{e}") from None
   info["config"] = config.to_dict()
   name = name or os.path.basename(os.path.normpath(os.path.abspath(workdir)))
   size = config.population.size

@@ -36,12 +36,20 @@ def _merge(base: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
+def read_record(workdir: str) -> dict[str, Any]:
+  """The run's ``run_info.json`` as written; a `ConfigError` when `workdir` has none."""
+  path = os.path.join(workdir, RUN_INFO_FILE)
+  if not os.path.isfile(path):
+    raise ConfigError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")
+  return files.read_json(path)
+
+
+def config_of(record: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A record's config in effect: its values over today's defaults."""
+  return ml_collections.ConfigDict(_merge(default.get_config().to_dict(), record["config"]))
+
+
 def read_run_info(workdir: str) -> tuple[ml_collections.ConfigDict, DataSpec]:
   """The config (over today's defaults) and the data spec of the run in `workdir`."""
-  path = os.path.join(workdir, RUN_INFO_FILE)
-  if not os.path.exists(path):
-    raise ConfigError(f"{workdir!r} is not a ganjax run directory (no {RUN_INFO_FILE})")
-  info = files.read_json(path)
-  config = _merge(default.get_config().to_dict(), info["config"])
-  spec = DataSpec(tuple(info["image_shape"]), tuple(info["class_names"]))
-  return ml_collections.ConfigDict(config), spec
+  record = read_record(workdir)
+  return config_of(record), DataSpec(tuple(record["image_shape"]), tuple(record["class_names"]))
