@@ -23,7 +23,8 @@
 // Threads: each call splits its minibatch into one chunk per thread of XLA's intra-op pool
 // and runs each chunk with single-threaded oneDNN on a pool thread (kernel gradients of the
 // chunks are summed, in the blocked layout, before the one reorder back). oneDNN's own OpenMP
-// team would compete with XLA's threads for the same cores.
+// team would compete with XLA's threads for the same cores, so its primitives are created, not
+// only run, with one OpenMP thread (SingleThreaded).
 #include <Python.h>
 
 #include <omp.h>
@@ -99,6 +100,17 @@ struct Plan {
 
 using Key = std::vector<int64_t>;
 
+// Sets this thread's OpenMP thread count to 1 for its lifetime, then restores it. oneDNN fixes
+// a primitive's thread count when it creates the primitive (its work split), not when it runs
+// it: a primitive created with the default count (the cores) opens an OpenMP team of that size
+// on every execution, whatever the executing thread's setting then is. So both the creation of
+// the primitives and their execution run under this.
+struct SingleThreaded {
+  const int previous = omp_get_max_threads();
+  SingleThreaded() { omp_set_num_threads(1); }
+  ~SingleThreaded() { omp_set_num_threads(previous); }
+};
+
 // A plan's primitive, kernel layout and scratchpad, from its primitive descriptor.
 template <typename Primitive, typename Descriptor>
 void Fill(Plan& plan, const Descriptor& pd, const memory::desc& kernel) {
@@ -155,7 +167,11 @@ std::shared_ptr<const Plan> GetPlan(Pass pass, const Geometry& g) {
     auto it = cache->find(key);
     if (it != cache->end()) return it->second;
   }
-  auto plan = MakePlan(pass, g);  // outside the lock: creation can take milliseconds
+  std::shared_ptr<const Plan> plan;
+  {
+    SingleThreaded one_thread;  // the primitives run on one thread each (see Job)
+    plan = MakePlan(pass, g);  // outside the lock: creation can take milliseconds
+  }
   std::lock_guard<std::mutex> lock(*mu);
   return cache->emplace(key, plan).first->second;
 }
@@ -207,13 +223,6 @@ class Job {
   }
 
  private:
-  // Sets this thread's OpenMP thread count to 1 for its lifetime, then restores it.
-  struct SingleThreaded {
-    const int previous = omp_get_max_threads();
-    SingleThreaded() { omp_set_num_threads(1); }
-    ~SingleThreaded() { omp_set_num_threads(previous); }
-  };
-
   const int64_t total_;
   const std::function<void(int64_t)> fn_;
   std::atomic<int64_t> next_{0};

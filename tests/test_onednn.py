@@ -3,6 +3,7 @@
 import os
 import platform
 import re
+import subprocess
 import sys
 
 import flax.linen as nn
@@ -13,6 +14,7 @@ import pytest
 from jax import lax
 
 from ganjax.ops import conv, onednn
+from tests.conftest import subprocess_env
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -129,6 +131,36 @@ def test_vmap_over_a_population_with_its_own_weights(geometry, algorithm, member
   want = jax.vmap(jax.value_and_grad(loss(_lax_conv), (0, 1)))(xs, ws)
   for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
+
+
+_THREADS_SCRIPT = """
+import os, jax, jax.numpy as jnp
+from ganjax.ops import onednn
+threads = lambda: sorted(open(f"/proc/self/task/{t}/comm").read().strip()
+                         for t in os.listdir("/proc/self/task"))
+x = jnp.ones((6, 9, 9, 32)); w = jnp.full((3, 3, 32, 64), 0.01)
+jnp.sin(x).block_until_ready()  # XLA's own threads exist from here on
+before = threads()
+for algorithm in sorted(onednn.ALGORITHMS):
+  for strides in ((1, 1), (2, 2)):
+    loss = lambda a, b: jnp.sum(onednn.conv(a, b, strides, ((1, 1), (1, 1)), algorithm) ** 2)
+    jax.block_until_ready(jax.jit(jax.grad(loss, (0, 1)))(x, w))
+print(before, threads(), sep="\\n")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_onednn_runs_on_xlas_threads_without_an_openmp_team(tmp_path):
+  # Each work item runs oneDNN single-threaded on one of XLA's threads. oneDNN fixes a
+  # primitive's thread count when it creates it: primitives created at the default count
+  # opened an OpenMP team on every call (here OMP_NUM_THREADS=2: one more thread per XLA
+  # thread that ran a call), oversubscribing the cores XLA's threads already fill.
+  result = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], cwd=tmp_path,
+                          env=subprocess_env(OMP_NUM_THREADS="2"), capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  before, after = result.stdout.strip().splitlines()[-2:]
+  assert after == before, f"threads before the convolutions: {before}; after: {after}"
 
 
 def test_conv_transpose_is_the_input_gradient():
