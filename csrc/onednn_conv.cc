@@ -120,6 +120,7 @@ void Fill(Plan& plan, const Descriptor& pd, const memory::desc& kernel) {
 }
 
 std::shared_ptr<const Plan> MakePlan(Pass pass, const Geometry& g) {
+  SingleThreaded one_thread;  // its primitives run on one thread each (see Job)
   auto plan = std::make_shared<Plan>();
   auto forward = g.Forward();
   // The backward passes share the forward's geometry and take it as their hint.
@@ -167,11 +168,7 @@ std::shared_ptr<const Plan> GetPlan(Pass pass, const Geometry& g) {
     auto it = cache->find(key);
     if (it != cache->end()) return it->second;
   }
-  std::shared_ptr<const Plan> plan;
-  {
-    SingleThreaded one_thread;  // the primitives run on one thread each (see Job)
-    plan = MakePlan(pass, g);  // outside the lock: creation can take milliseconds
-  }
+  auto plan = MakePlan(pass, g);  // outside the lock: creation can take milliseconds
   std::lock_guard<std::mutex> lock(*mu);
   return cache->emplace(key, plan).first->second;
 }
