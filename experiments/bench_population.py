@@ -44,6 +44,11 @@ import subprocess
 import sys
 import time
 
+if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ganjax import cli  # first: sets up the process as the tools do (host memory)
+
 
 def parse_args(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -165,7 +170,8 @@ def main(argv=None):
   args = parse_args(argv)
   with open("/proc/loadavg") as f:
     load = f.read().split()[:3]
-  print(f"loadavg at start: {' '.join(load)}; convolutions: {_convolutions()}", flush=True)
+  print(f"loadavg at start: {' '.join(load)}; convolutions: {_convolutions()}; "
+        f"{cli.HOST_MEMORY}", flush=True)
   results = {}
   for k in [int(s) for s in args.sizes.split(",")]:
     r = results[k] = bench(args, k)

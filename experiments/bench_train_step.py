@@ -40,6 +40,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ganjax import cli  # first: sets up the process as the tools do (host memory)
+
+
 def make_parser(description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentParser:
   """This benchmark's options (`experiments.benchmark_train` adds its own)."""
   ap = argparse.ArgumentParser(description=description)
@@ -284,7 +287,7 @@ def main(argv=None):
       "up_impl": args.up_impl, "down_impl": args.down_impl, "scan_critic": args.scan_critic,
       "xla_flags": os.environ.get("XLA_FLAGS", ""), "torch_format": args.torch_format,
       "torch_flush_denormal": args.torch_flush_denormal,
-      "load_average_1min": round(os.getloadavg()[0], 1),
+      "load_average_1min": round(os.getloadavg()[0], 1), "host_memory": cli.HOST_MEMORY,
       "critic_norm": args.critic_norm if args.model == "wgan_gp" else "batch",
       "compile_s": round(compile_s, 1),
       "gflop_per_iter": round(flops / 1e9, 1) if flops else None,

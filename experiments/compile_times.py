@@ -33,6 +33,8 @@ import sys
 if __package__ in (None, ""):  # run as a file, python experiments/...: import from the checkout
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ganjax import cli  # first: sets up the process as the tools do (host memory)
+
 NOT_GANS = ("classifier",)
 
 
@@ -151,7 +153,8 @@ def main() -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
   print(f"\njax {jax.__version__}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f}, convolutions: {onednn.status()}, overrides {overrides}")
+        f"{os.getloadavg()[0]:.1f}, convolutions: {onednn.status()}, overrides {overrides}; "
+        f"{cli.HOST_MEMORY}")
   if args.compare:
     print("| config | n_critic | A: lower + compile (s) | B: lower + compile (s) | A s/iteration "
           "| B s/iteration | ratio_b_vs_a (rounds) |")

@@ -1,7 +1,9 @@
 """What every ganjax command-line tool shares: process setup and one-line errors.
 
 Import this module first in a tool's ``__main__`` module (before TensorFlow or JAX are
-imported): it sets environment defaults for the tool's own process only.
+imported): it sets environment defaults for the tool's own process only, and glibc's allocator
+to reuse the host memory each execution of a compiled program frees
+(`ganjax.runtime.host_memory`, before any other thread starts).
 
 The tools keep JAX's persistent compilation cache, so a restarted run (after a preemption, a
 crash, or to continue it) reaches its first step without compiling again: in
@@ -27,7 +29,10 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import logging
 
 from ganjax.errors import GanjaxError, TrainingInterrupted  # pylint: disable=g-import-not-at-top
+from ganjax.runtime import host_memory
 from ganjax.runtime.signals import EXIT_PREEMPTED
+
+HOST_MEMORY = host_memory.reuse_freed_memory()  # what it did, logged when a tool starts
 
 # Libraries whose INFO records (per-save orbax chatter, backend probing) drown the training log;
 # their warnings and errors still show.
@@ -153,6 +158,7 @@ def run(main: Callable[[list[str]], None], flags_parser=None) -> None:
     sys.stderr = _DropLateCallbackErrors(sys.stderr)
     for sig in (signal.SIGTERM, signal.SIGINT):
       signal.signal(sig, _stop_before_training)
+    logging.info(HOST_MEMORY)
     try:
       enable_compilation_cache()
       main(argv)
