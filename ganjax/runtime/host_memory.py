@@ -24,9 +24,9 @@ gets the freed block back, its pages already mapped:
 
 The process then keeps about its peak heap, which the next step needs anyway: for the DCGAN
 step 1.35 GB resident against 1.12 GB with glibc's defaults, with no page faults per step
-(66,000 before). A program that allocates one large block per execution and frees it (a 96 MB
-output, `tests/test_host_memory.py`) can hold a few such blocks before reuse settles. It changes where memory
-comes from, never a value computed. GPU and TPU programs keep their temporaries on the device;
+(66,000 before). A program with one large temporary per execution (96 MB in
+`tests/test_host_memory.py`) can hold a few such blocks before reuse settles. It changes where
+memory comes from, never a value computed. GPU and TPU programs keep their temporaries on the device;
 there the settings only change where the host's small allocations come from.
 
 ``GANJAX_REUSE_HOST_MEMORY=0`` in the environment keeps glibc's defaults. Other C libraries
