@@ -24,7 +24,10 @@
 // and runs each chunk with single-threaded oneDNN on a pool thread (kernel gradients of the
 // chunks are summed, in the blocked layout, before the one reorder back). oneDNN's own OpenMP
 // team would compete with XLA's threads for the same cores, so its primitives are created, not
-// only run, with one OpenMP thread (SingleThreaded).
+// only run, with one OpenMP thread (SingleThreaded). The handlers are asynchronous (they return
+// an ffi::Future): the calling thread works on the chunks while any are unclaimed, then goes
+// back to XLA's executor instead of waiting for a chunk another thread is still computing;
+// the last chunk to finish completes the call (Job).
 #include <Python.h>
 
 #include <omp.h>
@@ -32,15 +35,17 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <type_traits>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -190,51 +195,85 @@ struct Window {
   Algorithm algorithm;
 };
 
-// Runs items [0, total) of `fn` on the calling thread and on XLA's intra-op thread pool. Each
-// thread takes the next unclaimed item until none is left; the caller then waits only for
-// items already running, never for a helper still queued, so XLA threads that all wait here
-// cannot deadlock. Each item runs oneDNN single-threaded (one OpenMP thread): the threads that
-// do the work are XLA's own, so nothing oversubscribes the cores.
-class Job {
+// Runs a call's work items [0, total) on the calling thread and on XLA's intra-op thread pool,
+// then `last` once on whichever thread finishes the last item, then completes the call's
+// future. Each thread takes the next unclaimed item until none is left. Nothing waits: the
+// calling thread returns to XLA's executor as soon as no item is left to claim, and runs other
+// thunks (or this call's queued helper) instead of blocking on a helper that started late;
+// XLA starts the call's users when the future completes. Each item runs oneDNN single-threaded
+// (one OpenMP thread): the threads that do the work are XLA's own, so nothing oversubscribes
+// the cores.
+class Job : public std::enable_shared_from_this<Job> {
  public:
-  Job(int64_t total, std::function<void(int64_t)> fn) : total_(total), fn_(std::move(fn)) {}
+  Job(int64_t total, std::function<void(int64_t)> item, std::function<void()> last)
+      : total_(total), remaining_(total), item_(std::move(item)), last_(std::move(last)) {}
 
-  void Work() {
-    for (int64_t i = next_++; i < total_; i = next_++) {
-      try {
-        SingleThreaded one_thread;
-        fn_(i);
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (error_.empty()) error_ = e.what();
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (++done_ == total_) cv_.notify_all();
+  // Schedules the helpers (while the call's thread pool handle is valid: during the call),
+  // works on the items, and returns the future of the whole job.
+  ffi::Future Start(ffi::ThreadPool& pool, int64_t threads) {
+    ffi::Future future(promise_);
+    if (total_ == 0) {
+      Finish();
+      return future;
     }
-  }
-
-  std::string Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return done_ == total_; });
-    return error_;
+    auto self = shared_from_this();
+    for (int64_t t = 1; t < std::min(threads, total_); ++t) {
+      pool.Schedule([self] { self->Work(); });
+    }
+    Work();
+    return future;
   }
 
  private:
+  void Work() {
+    for (int64_t i = next_++; i < total_; i = next_++) {
+      Guard([&] { item_(i); });
+      if (--remaining_ == 0) Finish();
+    }
+  }
+
+  void Finish() {
+    if (Error().empty()) Guard(last_);
+    const std::string error = Error();
+    if (error.empty()) {
+      promise_.SetAvailable();
+    } else {
+      promise_.SetError(ffi::Error::Internal("onednn_conv: " + error));
+    }
+  }
+
+  template <typename F>
+  void Guard(const F& fn) {
+    try {
+      SingleThreaded one_thread;
+      fn();
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (error_.empty()) error_ = e.what();
+    }
+  }
+
+  std::string Error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
   const int64_t total_;
-  const std::function<void(int64_t)> fn_;
   std::atomic<int64_t> next_{0};
-  int64_t done_ = 0;
+  std::atomic<int64_t> remaining_;
+  const std::function<void(int64_t)> item_;
+  const std::function<void()> last_;
+  ffi::Promise promise_;
   std::mutex mu_;
-  std::condition_variable cv_;
   std::string error_;
 };
 
-std::string RunParallel(ffi::ThreadPool& pool, int64_t threads, int64_t total,
-                        std::function<void(int64_t)> fn) {
-  auto job = std::make_shared<Job>(total, std::move(fn));
-  for (int64_t t = 1; t < std::min(threads, total); ++t) pool.Schedule([job] { job->Work(); });
-  job->Work();
-  return job->Wait();
+// A future that has failed already (for errors found before any work starts).
+ffi::Future Failed(ffi::Error error) {
+  ffi::Promise promise;
+  ffi::Future future(promise);
+  promise.SetError(std::move(error));
+  return future;
 }
 
 // A buffer of at least `bytes` this thread keeps and reuses (slot 0: convolution scratchpads,
@@ -250,16 +289,44 @@ memory ThreadBuffer(const memory::desc& desc, int slot) {
   return memory(desc, Engine(), ThreadScratch(desc.get_size(), slot));
 }
 
-// Buffers of one call, kept by the thread that makes the call (XLA's) and reused by its next
-// call: the blocked kernels of the call (one per leading batch element), or for kernel
-// gradients one blocked / partial gradient per chunk and batch element. The pool threads
-// working on the call only use them until the call returns.
-std::vector<char>& CallBuffer(size_t index, size_t bytes) {
-  thread_local std::vector<std::vector<char>> buffers;
-  if (buffers.size() <= index) buffers.resize(index + 1);
-  if (buffers[index].size() < bytes) buffers[index].resize(bytes);
-  return buffers[index];
-}
+// Kernel buffers of the calls in flight (blocked kernels, partial kernel gradients). A call's
+// buffers live until its last work item ends, which may be after the call has returned and
+// its thread has made the next call, so they are the call's, not its thread's; released
+// buffers are kept by size (one per geometry recurs every step) and reused, so no call pays
+// for fresh pages.
+class BufferPool {
+ public:
+  using Buffer = std::unique_ptr<char, std::function<void(char*)>>;
+
+  static Buffer Take(size_t bytes) {
+    char* data = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(Mutex());
+      auto& free = Free()[bytes];
+      if (!free.empty()) {
+        data = free.back();
+        free.pop_back();
+      }
+    }
+    if (data == nullptr) data = static_cast<char*>(std::aligned_alloc(64, RoundUp(bytes)));
+    if (data == nullptr) throw std::bad_alloc();
+    return Buffer(data, [bytes](char* p) {
+      std::lock_guard<std::mutex> lock(Mutex());
+      Free()[bytes].push_back(p);
+    });
+  }
+
+ private:
+  static size_t RoundUp(size_t bytes) { return (std::max<size_t>(bytes, 1) + 63) / 64 * 64; }
+  static std::mutex& Mutex() {
+    static std::mutex* mu = new std::mutex;
+    return *mu;
+  }
+  static std::map<size_t, std::vector<char*>>& Free() {
+    static auto* free = new std::map<size_t, std::vector<char*>>;
+    return *free;
+  }
+};
 
 // Runs a plan's kernel reorder: plain -> blocked, or blocked -> plain for kernel gradients.
 void ReorderKernel(const Plan& plan, void* plain_data, void* blocked_data) {
@@ -356,102 +423,38 @@ void GemmChunk(Pass pass, const Patches& s, float* x, float* y, float* w) {
   }
 }
 
-ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
-               ffi::Result<ffi::AnyBuffer> out, const Window& win) {
-  for (auto dt : {a.element_type(), b.element_type(), out->element_type()}) {
-    if (dt != ffi::DataType::F32) {
-      return ffi::Error::InvalidArgument("onednn_conv: only float32 is supported");
-    }
-  }
-  if (a.dimensions().size() < 4 || a.dimensions().size() != b.dimensions().size() ||
-      a.dimensions().size() != out->dimensions().size()) {
-    return ffi::Error::InvalidArgument("onednn_conv: operands need rank >= 4 and equal ranks");
-  }
-  // Which buffer holds x (NHWC), w (HWIO) and y (NHWC) in this pass.
-  ffi::Span<const int64_t> xd = a.dimensions(), wd = b.dimensions(), yd = out->dimensions();
-  if (pass == kBackwardData) std::swap(xd, yd);  // (dy, w) -> dx
-  if (pass == kBackwardWeights) std::swap(wd, yd);  // (x, dy) -> dw
-  auto [batch, x] = Split(xd);
-  auto [batch_w, w] = Split(wd);
-  auto [batch_y, y] = Split(yd);
-  if (batch != batch_w || batch != batch_y) {
-    return ffi::Error::InvalidArgument("onednn_conv: operands have different leading dims");
-  }
-  const int64_t x_image = x[1] * x[2] * x[3], y_image = y[1] * y[2] * y[3],
-                w_size = w[0] * w[1] * w[2] * w[3];
-  float* pa = static_cast<float*>(a.untyped_data());
-  float* pb = static_cast<float*>(b.untyped_data());
-  float* po = static_cast<float*>(out->untyped_data());
-  float* px = pass == kForward || pass == kBackwardWeights ? pa : po;
-  float* py = pass == kForward ? po : pass == kBackwardWeights ? pb : pa;
-  float* pw = pass == kBackwardWeights ? po : pb;
-
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  // A leading batch (the members of a vmapped population) that the threads can share evenly
-  // is split by member: one item per member, its whole minibatch, with no partial kernel
-  // gradients to sum. Otherwise each minibatch is split into one chunk per thread.
-  auto chunks = Chunks(x[0], batch % threads == 0 ? 1 : threads);
-  auto geometry = [&](int64_t images) {
-    Geometry g;
-    g.src = {images, x[3], x[1], x[2]};
-    g.wei = {w[3], w[2], w[0], w[1]};
-    g.dst = {images, y[3], y[1], y[2]};
-    g.strides = {win.sh, win.sw};
-    g.dilation = {0, 0};
-    g.pad_l = {win.pt, win.pl};
-    g.pad_r = {win.pb, win.pr};
-    return g;
-  };
-  const bool gemm = win.algorithm == kGemm;
+// One call's work and everything it reads: owned by the call's job, so it outlives the
+// handler when the call completes asynchronously.
+struct Call {
+  Pass pass;
+  Window win;
+  std::array<int64_t, 4> x, w, y;
+  int64_t batch, x_image, y_image, w_size;
+  float *px, *py, *pw;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
   // The direct primitives' geometries and plans, one per chunk (none for the GEMM form).
   std::vector<Geometry> geometries;
   std::vector<std::shared_ptr<const Plan>> plans;
-  if (!gemm) {
-    try {
-      for (const auto& [begin, end] : chunks) {
-        geometries.push_back(geometry(end - begin));
-        plans.push_back(GetPlan(pass, geometries.back()));
-      }
-      // The chunks share one blocked kernel, so their primitives must agree on its layout
-      // (chunk sizes differ by one image at most; if the layouts differ, one chunk).
-      for (const auto& plan : plans) {
-        if (plan->kernel != plans[0]->kernel) {
-          chunks = Chunks(x[0], 1);
-          geometries = {geometry(x[0])};
-          plans = {GetPlan(pass, geometries[0])};
-          break;
-        }
-      }
-    } catch (const std::exception& e) {
-      return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
-    }
-  }
-  const int64_t parts = static_cast<int64_t>(chunks.size());
-  const Plan* first = gemm ? nullptr : plans[0].get();
-  const bool reorder = !gemm && first->reorder;
-  const size_t kernel_bytes = reorder ? first->kernel.get_size() : w_size * sizeof(float);
+  int64_t parts = 1;
+  bool gemm = false, reorder = false, fused = false;
+  size_t kernel_bytes = 0;
   // The kernel memory each (batch element i, chunk j) convolution reads or writes: for the
-  // forward passes one blocked kernel per i; for kernel gradients one buffer per (i, j), except
-  // that in plain layout chunk 0 writes the result directly. (Taken on this thread: the
-  // buffers are this thread's.)
-  std::vector<std::vector<char*>> kernels(batch, std::vector<char*>(parts));
-  for (int64_t i = 0; i < batch; ++i) {
-    char* result = reinterpret_cast<char*>(pw + i * w_size);
-    for (int64_t j = 0; j < parts; ++j) {
-      if (pass != kBackwardWeights) {
-        kernels[i][j] = reorder ? CallBuffer(i, kernel_bytes).data() : result;
-      } else {
-        kernels[i][j] =
-            !reorder && j == 0 ? result : CallBuffer(i * parts + j, kernel_bytes).data();
-      }
-    }
+  // forward passes one blocked kernel per i; for kernel gradients one buffer per (i, j),
+  // except that in plain layout chunk 0 writes the result directly.
+  std::vector<std::vector<char*>> kernels;
+  std::vector<BufferPool::Buffer> buffers;
+
+  char* NewBuffer() {
+    buffers.push_back(BufferPool::Take(kernel_bytes));
+    return buffers.back().get();
   }
 
   // One reorder per batch element and call, shared by the chunks.
-  auto reorder_kernel = [&](int64_t i) {
-    ReorderKernel(*first, pw + i * w_size, kernels[i][0]);
-  };
-  auto convolve_chunk = [&](int64_t index) {
+  void Reorder(int64_t i) const {
+    ReorderKernel(*plans[0], pw + i * w_size, kernels[i][0]);
+  }
+
+  void ConvolveChunk(int64_t index) const {
     const int64_t i = index / parts, j = index % parts;
     const auto [begin, end] = chunks[j];
     float* chunk_x = px + (i * x[0] + begin) * x_image;
@@ -484,52 +487,144 @@ ffi::Error Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
         break;
     }
     stream.wait();
-  };
-  // With one chunk per batch element, its kernel reorders run in the same item (no separate
-  // pass over the batch, no barrier between them).
-  const bool fused = reorder && parts == 1;
-  auto convolve = [&](int64_t index) {
-    if (fused && pass != kBackwardWeights) reorder_kernel(index);
-    convolve_chunk(index);
-    if (fused && pass == kBackwardWeights) reorder_kernel(index);
-  };
-  // Sums the chunks' kernel gradients into chunk 0's buffer (the same layout, padding
-  // included): item index = (batch element, slice of the buffer).
-  const int64_t floats = static_cast<int64_t>(kernel_bytes / sizeof(float));
-  auto reduce = [&](int64_t index) {
-    const int64_t i = index / parts, j = index % parts;
-    const int64_t begin = floats * j / parts, end = floats * (j + 1) / parts;
-    float* sum = reinterpret_cast<float*>(kernels[i][0]);
-    for (int64_t p = 1; p < parts; ++p) {
-      const float* part = reinterpret_cast<const float*>(kernels[i][p]);
-      for (int64_t k = begin; k < end; ++k) sum[k] += part[k];
-    }
-  };
-  try {
-    std::string error;
-    if (reorder && !fused && pass != kBackwardWeights) {
-      error = RunParallel(pool, threads, batch, reorder_kernel);
-    }
-    if (error.empty()) error = RunParallel(pool, threads, batch * parts, convolve);
-    if (error.empty() && pass == kBackwardWeights && parts > 1) {
-      error = RunParallel(pool, threads, batch * parts, reduce);
-    }
-    if (error.empty() && reorder && !fused && pass == kBackwardWeights) {
-      error = RunParallel(pool, threads, batch, reorder_kernel);
-    }
-    if (!error.empty()) return ffi::Error::Internal("onednn_conv: " + error);
-  } catch (const std::exception& e) {
-    return ffi::Error::Internal(std::string("onednn_conv: ") + e.what());
   }
-  return ffi::Error::Success();
+
+  // A work item: one chunk of one batch element. With one chunk per batch element, its kernel
+  // reorders run in the same item (no separate pass over the batch).
+  void Item(int64_t index) const {
+    if (fused && pass != kBackwardWeights) Reorder(index);
+    ConvolveChunk(index);
+    if (fused && pass == kBackwardWeights) Reorder(index);
+  }
+
+  // After the last item, kernel gradients only: sums the chunks' gradients into chunk 0's
+  // buffer (the same layout, padding included) and reorders the sum back to HWIO.
+  void Last() const {
+    if (pass != kBackwardWeights) return;
+    const int64_t floats = static_cast<int64_t>(kernel_bytes / sizeof(float));
+    for (int64_t i = 0; i < batch; ++i) {
+      float* sum = reinterpret_cast<float*>(kernels[i][0]);
+      for (int64_t p = 1; p < parts; ++p) {
+        const float* part = reinterpret_cast<const float*>(kernels[i][p]);
+        for (int64_t k = 0; k < floats; ++k) sum[k] += part[k];
+      }
+      if (reorder && !fused) Reorder(i);
+    }
+  }
+};
+
+// Plans one call (on the calling thread, which owns nothing the items need) and starts its job.
+ffi::Future Run(Pass pass, ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
+                ffi::Result<ffi::AnyBuffer> out, const Window& win) {
+  for (auto dt : {a.element_type(), b.element_type(), out->element_type()}) {
+    if (dt != ffi::DataType::F32) {
+      return Failed(ffi::Error::InvalidArgument("onednn_conv: only float32 is supported"));
+    }
+  }
+  if (a.dimensions().size() < 4 || a.dimensions().size() != b.dimensions().size() ||
+      a.dimensions().size() != out->dimensions().size()) {
+    return Failed(ffi::Error::InvalidArgument(
+        "onednn_conv: operands need rank >= 4 and equal ranks"));
+  }
+  auto call = std::make_shared<Call>();
+  Call& c = *call;
+  c.pass = pass;
+  c.win = win;
+  // Which buffer holds x (NHWC), w (HWIO) and y (NHWC) in this pass.
+  ffi::Span<const int64_t> xd = a.dimensions(), wd = b.dimensions(), yd = out->dimensions();
+  if (pass == kBackwardData) std::swap(xd, yd);  // (dy, w) -> dx
+  if (pass == kBackwardWeights) std::swap(wd, yd);  // (x, dy) -> dw
+  int64_t batch_w, batch_y;
+  std::tie(c.batch, c.x) = Split(xd);
+  std::tie(batch_w, c.w) = Split(wd);
+  std::tie(batch_y, c.y) = Split(yd);
+  if (c.batch != batch_w || c.batch != batch_y) {
+    return Failed(ffi::Error::InvalidArgument(
+        "onednn_conv: operands have different leading dims"));
+  }
+  const auto& x = c.x;
+  const auto& w = c.w;
+  const auto& y = c.y;
+  c.x_image = x[1] * x[2] * x[3];
+  c.y_image = y[1] * y[2] * y[3];
+  c.w_size = w[0] * w[1] * w[2] * w[3];
+  float* pa = static_cast<float*>(a.untyped_data());
+  float* pb = static_cast<float*>(b.untyped_data());
+  float* po = static_cast<float*>(out->untyped_data());
+  c.px = pass == kForward || pass == kBackwardWeights ? pa : po;
+  c.py = pass == kForward ? po : pass == kBackwardWeights ? pb : pa;
+  c.pw = pass == kBackwardWeights ? po : pb;
+
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  // A leading batch (the members of a vmapped population) that the threads can share evenly
+  // is split by member: one item per member, its whole minibatch, with no partial kernel
+  // gradients to sum. Otherwise each minibatch is split into one chunk per thread.
+  c.chunks = Chunks(x[0], c.batch % threads == 0 ? 1 : threads);
+  auto geometry = [&](int64_t images) {
+    Geometry g;
+    g.src = {images, x[3], x[1], x[2]};
+    g.wei = {w[3], w[2], w[0], w[1]};
+    g.dst = {images, y[3], y[1], y[2]};
+    g.strides = {win.sh, win.sw};
+    g.dilation = {0, 0};
+    g.pad_l = {win.pt, win.pl};
+    g.pad_r = {win.pb, win.pr};
+    return g;
+  };
+  c.gemm = win.algorithm == kGemm;
+  try {
+    if (!c.gemm) {
+      for (const auto& [begin, end] : c.chunks) {
+        c.geometries.push_back(geometry(end - begin));
+        c.plans.push_back(GetPlan(pass, c.geometries.back()));
+      }
+      // The chunks share one blocked kernel, so their primitives must agree on its layout
+      // (chunk sizes differ by one image at most; if the layouts differ, one chunk).
+      for (const auto& plan : c.plans) {
+        if (plan->kernel != c.plans[0]->kernel) {
+          c.chunks = Chunks(x[0], 1);
+          c.geometries = {geometry(x[0])};
+          c.plans = {GetPlan(pass, c.geometries[0])};
+          break;
+        }
+      }
+    }
+    c.parts = static_cast<int64_t>(c.chunks.size());
+    c.reorder = !c.gemm && c.plans[0]->reorder;
+    c.fused = c.reorder && c.parts == 1;
+    c.kernel_bytes = c.reorder ? c.plans[0]->kernel.get_size() : c.w_size * sizeof(float);
+    c.kernels.assign(c.batch, std::vector<char*>(c.parts));
+    for (int64_t i = 0; i < c.batch; ++i) {
+      char* result = reinterpret_cast<char*>(c.pw + i * c.w_size);
+      for (int64_t j = 0; j < c.parts; ++j) {
+        if (pass != kBackwardWeights) {
+          c.kernels[i][j] = !c.reorder ? result : j == 0 ? c.NewBuffer() : c.kernels[i][0];
+        } else {
+          c.kernels[i][j] = !c.reorder && j == 0 ? result : c.NewBuffer();
+        }
+      }
+    }
+    // Kernels the chunks share are reordered before any chunk starts (on this thread).
+    if (c.reorder && !c.fused && pass != kBackwardWeights) {
+      SingleThreaded one_thread;
+      for (int64_t i = 0; i < c.batch; ++i) c.Reorder(i);
+    }
+  } catch (const std::exception& e) {
+    return Failed(ffi::Error::Internal(std::string("onednn_conv: ") + e.what()));
+  }
+  auto job = std::make_shared<Job>(
+      c.batch * c.parts, [call](int64_t index) { call->Item(index); },
+      [call] { call->Last(); });
+  return job->Start(pool, threads);
 }
 
 template <Pass P>
-ffi::Error Handler(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
-                   ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw, int64_t pt,
-                   int64_t pb, int64_t pl, int64_t pr, int64_t algorithm) {
+ffi::Future Handler(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
+                    ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw, int64_t pt,
+                    int64_t pb, int64_t pl, int64_t pr, int64_t algorithm) {
   if (algorithm != kDirect && algorithm != kGemm) {
-    return ffi::Error::InvalidArgument("onednn_conv: algorithm must be 0 (direct) or 1 (gemm)");
+    return Failed(ffi::Error::InvalidArgument(
+        "onednn_conv: algorithm must be 0 (direct) or 1 (gemm)"));
   }
   return Run(P, pool, a, b, out,
              Window{sh, sw, pt, pb, pl, pr, static_cast<Algorithm>(algorithm)});

@@ -133,6 +133,37 @@ def test_vmap_over_a_population_with_its_own_weights(geometry, algorithm, member
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 
 
+@algorithms
+def test_independent_calls_in_flight_at_once_keep_their_own_kernels(algorithm):
+  # The handlers return before their last chunk is done, so one XLA thread can start the next
+  # call while a helper still runs the previous one: each call's blocked kernels and partial
+  # kernel gradients must be its own. Six independent convolutions (their own kernels, minibatch
+  # of 3: chunks of 2 and 1 share one blocked kernel) and their gradients in one program.
+  x_shape, w_shape, strides, padding = GEOMETRIES[-2]
+  xs = [_inputs(x_shape, w_shape, seed=s)[0] for s in range(6)]
+  ws = [_inputs(x_shape, w_shape, seed=s)[1] for s in range(6)]
+
+  def loss(fn):
+    return lambda a, b: sum(jnp.sum(jnp.sin(fn(x, w, strides, padding)) * (i + 1))
+                            for i, (x, w) in enumerate(zip(a, b)))
+
+  got = jax.jit(jax.value_and_grad(loss(_onednn_conv(algorithm)), (0, 1)))(xs, ws)
+  want = jax.value_and_grad(loss(_lax_conv), (0, 1))(xs, ws)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * float(np.abs(r).max()))
+
+
+def test_a_call_the_handler_rejects_fails_with_its_reason():
+  x_shape, w_shape, strides, padding = GEOMETRIES[0]
+  x, w = _inputs(x_shape, w_shape)
+  window = onednn.Window.make(x_shape, w_shape, strides, padding)
+  attributes = dict(window.attributes("forward"), algorithm=np.int64(7))
+  call = jax.ffi.ffi_call(onednn._TARGETS["forward"],
+                          jax.ShapeDtypeStruct(window.y_shape, jnp.float32))
+  with pytest.raises(Exception, match=r"algorithm must be 0 \(direct\) or 1 \(gemm\)"):
+    jax.block_until_ready(jax.jit(lambda a, b: call(a, b, **attributes))(x, w))
+
+
 _THREADS_SCRIPT = """
 import os, jax, jax.numpy as jnp
 from ganjax.ops import onednn
