@@ -39,12 +39,23 @@ HOST_MEMORY = host_memory.reuse_freed_memory()  # what it did, logged when a too
 _QUIET_LIBRARIES = ("/orbax/", "/jax/_src/", "/clu/")
 
 
+def _orphaned_library_task(record: std_logging.LogRecord) -> bool:
+  """asyncio's "Task exception was never retrieved" for a task of a quiet library: when a
+  checkpoint write fails, orbax abandons its other serialization tasks, and each one's failure
+  (the same write error) is logged, with its traceback, whenever the task is collected."""
+  if record.name != "asyncio" or not str(record.msg).startswith("Task exception was never"):
+    return False
+  return any(lib in record.getMessage() for lib in _QUIET_LIBRARIES)
+
+
 class _QuietLibraries(std_logging.Filter):
   """Drops the libraries' INFO records, and the tracebacks of their error records: an error
   they log in a background thread (orbax's writer on a full disk) reaches the user once, as
   ganjax's one-line error naming the cause."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
+    if _orphaned_library_task(record):
+      return False
     if not any(lib in record.pathname for lib in _QUIET_LIBRARIES):
       return True
     if record.exc_info or record.exc_text:
