@@ -232,8 +232,13 @@ class Job : public std::enable_shared_from_this<Job> {
     }
   }
 
+  // Runs `last`, releases what the items used (the call's buffers go back to the pool before
+  // XLA runs the call's users, which may run on this thread, inside SetAvailable), then
+  // completes the future.
   void Finish() {
     if (Error().empty()) Guard(last_);
+    item_ = nullptr;
+    last_ = nullptr;
     const std::string error = Error();
     if (error.empty()) {
       promise_.SetAvailable();
@@ -261,8 +266,8 @@ class Job : public std::enable_shared_from_this<Job> {
   const int64_t total_;
   std::atomic<int64_t> next_{0};
   std::atomic<int64_t> remaining_;
-  const std::function<void(int64_t)> item_;
-  const std::function<void()> last_;
+  std::function<void(int64_t)> item_;  // released once the last item has run
+  std::function<void()> last_;
   ffi::Promise promise_;
   std::mutex mu_;
   std::string error_;
