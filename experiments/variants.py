@@ -45,3 +45,19 @@ def onednn_gemm_by_output_size():
     return "gemm" if ho * wo <= onednn.GEMM_MAX_OUTPUT_PIXELS else "direct"
 
   onednn.default_algorithm = by_output_size
+
+
+@variant
+def onednn_gemm_strided_kernel_gradients():
+  """`onednn.default_algorithm`, with the GEMM form also for the kernel gradients of strided
+  convolutions with small outputs."""
+  from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
+  default = onednn.default_algorithm
+
+  def rule(target, window):
+    _, ho, wo, _ = window.y_shape
+    if target == "backward_weights" and ho * wo <= onednn.GEMM_MAX_OUTPUT_PIXELS:
+      return "gemm"
+    return default(target, window)
+
+  onednn.default_algorithm = rule
