@@ -41,8 +41,7 @@ def onednn_gemm_by_output_size():
 
   def by_output_size(target, window):
     del target
-    _, ho, wo, _ = window.y_shape
-    return "gemm" if ho * wo <= onednn.GEMM_MAX_OUTPUT_PIXELS else "direct"
+    return "gemm" if onednn.small_output(window) else "direct"
 
   onednn.default_algorithm = by_output_size
 
@@ -55,8 +54,7 @@ def onednn_gemm_strided_kernel_gradients():
   default = onednn.default_algorithm
 
   def rule(target, window):
-    _, ho, wo, _ = window.y_shape
-    if target == "backward_weights" and ho * wo <= onednn.GEMM_MAX_OUTPUT_PIXELS:
+    if target == "backward_weights" and onednn.small_output(window):
       return "gemm"
     return default(target, window)
 

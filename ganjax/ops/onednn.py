@@ -207,15 +207,21 @@ def default_algorithm(target: str, window: Window) -> str:
   a direct primitive producing 3 channels). From the three passes of every DCGAN layer timed
   alone with each algorithm (docs/PERF_NOTES.md).
   """
-  _, ho, wo, f = window.y_shape
-  small_output = ho * wo <= GEMM_MAX_OUTPUT_PIXELS
-  if (target == "forward" and not small_output and f <= GEMM_MAX_INPUT_CHANNELS
+  small = small_output(window)
+  if (target == "forward" and not small and window.y_shape[3] <= GEMM_MAX_INPUT_CHANNELS
       and _transposable(window)):
     return TRANSPOSED
-  gemm = {"forward": small_output,
-          "backward_data": small_output or window.x_shape[3] <= GEMM_MAX_INPUT_CHANNELS,
-          "backward_weights": small_output and window.strides == (1, 1)}[target]
+  gemm = {"forward": small,
+          "backward_data": small or window.x_shape[3] <= GEMM_MAX_INPUT_CHANNELS,
+          "backward_weights": small and window.strides == (1, 1)}[target]
   return "gemm" if gemm else "direct"
+
+
+def small_output(window: Window) -> bool:
+  """Whether `window`'s output has at most `GEMM_MAX_OUTPUT_PIXELS` pixels per image (too few
+  rows for oneDNN's direct kernels to block over)."""
+  _, ho, wo, _ = window.y_shape
+  return ho * wo <= GEMM_MAX_OUTPUT_PIXELS
 
 
 def _transposable(window: Window) -> bool:
