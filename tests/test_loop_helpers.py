@@ -1,11 +1,16 @@
-"""The trainers' loop helpers: metrics read one step late, and the non-finite error."""
+"""The trainers' loop helpers: metrics read one step late, the non-finite error, the writer."""
 
+import glob
 import math
+import threading
 
+from clu import metric_writers
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from ganjax.errors import NonFiniteLossError
+from ganjax.runtime import metrics
 from ganjax.runtime.metrics import MetricLog, MetricsInFlight
 from ganjax.runtime.run import last_checkpoint_text
 
@@ -92,3 +97,26 @@ def test_an_error_cause_is_one_line_with_the_operating_systems_reason():
   assert first_line(spec_after) == "No space left on device [errno 28]"
   assert first_line(OSError(28, "No space left on device")) == "[Errno 28] No space left on device"
   assert first_line(KeyError("")) == "''" and len(first_line(ValueError("y" * 999))) == 300
+
+
+def test_a_populations_tensorboard_files_are_written_by_one_background_thread(tmp_path,
+                                                                               monkeypatch):
+  # TensorFlow's summary ops are not safe to call from two threads at once (make_writer).
+  threads = []
+  for method in ("write_scalars", "write_images"):
+    original = getattr(metric_writers.SummaryWriter, method)
+    def record(self, *args, _original=original, **kwargs):
+      threads.append(threading.get_ident())
+      return _original(self, *args, **kwargs)
+    monkeypatch.setattr(metric_writers.SummaryWriter, method, record)
+  writer, _ = metrics.make_writer(str(tmp_path), is_chief=True, members=3)
+  for step in (1, 2):
+    writer.write_scalars(step, {"d_loss": 1.0, **{f"member_{i}/d_loss": float(i)
+                                                  for i in range(3)}})
+    writer.write_images(step, {f"member_{i}/samples": np.zeros((4, 4, 3), np.float32)
+                               for i in range(3)})
+  writer.close()
+  assert len(threads) == 2 * (4 + 3)
+  assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+  for folder in ("", "member_0", "member_1", "member_2"):
+    assert glob.glob(str(tmp_path / folder / "events.out.tfevents.*")), folder

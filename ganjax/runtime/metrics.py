@@ -230,12 +230,20 @@ def make_writer(workdir: str, is_chief: bool, members: int = 0
 
   On the chief: TensorBoard events in `workdir` (and, for a population of `members`, member i's
   in ``workdir/member_<i>``) and ``workdir/metrics.jsonl``; elsewhere a writer that drops all.
+
+  All the TensorBoard files are written by one background thread, in order: TensorFlow's API
+  dispatch keeps each function's canonicalized arguments in storage the function shares with
+  every thread (`PythonAPIDispatcher`), so two threads in the same summary op at once can read
+  each other's freed arguments and crash the process (one writer thread per member did, about
+  once in a hundred population runs).
   """
   if not is_chief:
     return metric_writers.MultiWriter([]), None
-  make = lambda path: metric_writers.AsyncWriter(metric_writers.SummaryWriter(path))
-  events = make(workdir) if not members else MemberWriters(
-      make(workdir), [make(os.path.join(workdir, f"member_{i}")) for i in range(members)])
+  summaries = metric_writers.SummaryWriter(workdir)
+  if members:
+    summaries = MemberWriters(summaries, [
+        metric_writers.SummaryWriter(os.path.join(workdir, f"member_{i}")) for i in range(members)])
+  events = metric_writers.AsyncWriter(summaries)
   jsonl = JsonlWriter(workdir)
   return metric_writers.MultiWriter([events, jsonl]), jsonl
 
