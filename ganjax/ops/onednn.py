@@ -72,14 +72,18 @@ _TARGETS = {"forward": "ganjax_onednn_conv_forward",
             "backward_weights": "ganjax_onednn_conv_backward_weights"}
 
 
-def _preload_library() -> None:
-  """Loads ``libdnnl.so.3`` from the ``onednn-cpu-gomp`` wheel (it is not on the loader path)."""
+def library_path() -> pathlib.Path:
+  """``libdnnl.so.3`` of the ``onednn-cpu-gomp`` wheel, the oneDNN the extension links."""
   for f in metadata.files("onednn-cpu-gomp") or []:
     path = pathlib.Path(f.locate())
     if path.name == "libdnnl.so.3" and path.exists():
-      ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-      return
+      return path
   raise ImportError("libdnnl.so.3 is not in the onednn-cpu-gomp distribution")
+
+
+def _preload_library() -> None:
+  """Loads oneDNN's library (it is not on the loader path) before the extension."""
+  ctypes.CDLL(str(library_path()), mode=ctypes.RTLD_GLOBAL)
 
 
 @functools.cache
