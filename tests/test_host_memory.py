@@ -42,10 +42,13 @@ def _run(**env: str) -> dict:
 def test_executions_reuse_freed_host_memory_instead_of_faulting_it_in():
   tuned = _run()
   assert tuned["status"].startswith("host memory: freed blocks are reused"), tuned
-  # Once reuse settles (a few executions) the freed temporary comes back, already mapped ...
-  assert sum(tuned["fault_fractions"][-10:]) < 2, tuned
-  # ... and the heap holds a few temporaries at most, not one per execution.
-  assert tuned["resident"][-1] - tuned["resident"][0] < 8 * 96, tuned
+  # Once reuse settles (a few executions) the freed temporary comes back, already mapped: at
+  # least 8 of the last 10 executions fault on almost none of its pages (now and then one or
+  # two fault on all of them again: 1 process in 12 on the 2-core test host) ...
+  assert sorted(tuned["fault_fractions"][-10:])[7] < 0.1, tuned
+  # ... and the heap holds a few temporaries, not one per execution (1-8 over the 30
+  # executions, 12 processes on that host; glibc's timing decides when reuse settles).
+  assert tuned["resident"][-1] - tuned["resident"][0] < 16 * 96, tuned
   # With glibc's defaults every execution maps its output afresh and faults on each page.
   default = _run(GANJAX_REUSE_HOST_MEMORY="0")
   assert default["status"] == "host memory: glibc's defaults (GANJAX_REUSE_HOST_MEMORY=0)"
