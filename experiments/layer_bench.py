@@ -25,9 +25,6 @@ import torch
 from experiments import layer_forms as lf
 from ganjax.ops import onednn
 
-UP_LAYERS = [(512, 256, 4), (256, 128, 8), (128, 64, 16)]  # (C, F, H_in)
-DOWN_LAYERS = [(64, 64, 32), (128, 128, 16), (256, 256, 8)]
-S1_LAYERS = [(3, 64, 32), (64, 128, 16), (128, 256, 8), (256, 512, 4), (64, 3, 32)]
 
 
 def jax_fn(form):
@@ -81,9 +78,9 @@ def main():
   s1 = lambda x, k: lf.conv(x, k, padding=((1, 1), (1, 1)))
   s1_onednn = lambda x, k: onednn.conv(x, k, (1, 1), ((1, 1), (1, 1)))
   groups = {
-      "up": (UP_LAYERS, lf.UP, lambda h: 2 * h, 4),
-      "down": (DOWN_LAYERS, lf.DOWN, lambda h: h // 2, 4),
-      "s1": (S1_LAYERS, {"lax": s1, "onednn": s1_onednn}, lambda h: h, 3),
+      "up": (lf.UP_LAYERS, lf.UP, lambda h: 2 * h, 4),
+      "down": (lf.DOWN_LAYERS, lf.DOWN, lambda h: h // 2, 4),
+      "s1": (lf.S1_LAYERS, {"lax": s1, "onednn": s1_onednn}, lambda h: h, 3),
   }
   rng = np.random.default_rng(0)
   for kind in args.only.split(","):

@@ -16,6 +16,13 @@ from ganjax.ops import conv as ganjax_conv
 
 DN = ("NHWC", "HWIO", "NHWC")
 
+# The DCGAN's convolutions at width 64 on 32x32 images, (C, F, H_in) each: the generator's
+# transposed convolutions (C -> F channels, H_in -> 2 H_in), the discriminator's strided ones
+# (H_in -> H_in / 2) and the stride-1 3x3 ones of both.
+UP_LAYERS = [(512, 256, 4), (256, 128, 8), (128, 64, 16)]
+DOWN_LAYERS = [(64, 64, 32), (128, 128, 16), (256, 256, 8)]
+S1_LAYERS = [(3, 64, 32), (64, 128, 16), (128, 256, 8), (256, 512, 4), (64, 3, 32)]
+
 
 def conv(x, k, strides=(1, 1), padding="VALID", lhs_dilation=None):
   return lax.conv_general_dilated(x, k, strides, padding, lhs_dilation=lhs_dilation,

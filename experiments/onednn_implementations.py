@@ -1,19 +1,19 @@
 """Every oneDNN implementation of every pass of the DCGAN layers, timed alone on one thread.
 
-  python experiments/onednn_implementations.py [--images 32] [--width 64]
+  python experiments/onednn_implementations.py [--images 32]
 
 Compiles `experiments/onednn_implementations.cc` against the oneDNN library the extension links
 (`ganjax.ops.onednn.library_path`, with the vendored headers), runs it
-over the convolutions of the DCGAN discriminator and generator (the generator's transposed
+over the DCGAN's convolutions (`experiments.layer_forms`' layer lists; the generator's transposed
 convolutions as the strided convolutions whose input gradient they are), a chunk of `--images`
 images (the share of one thread of a batch-64 step on 2 cores), and prints per pass oneDNN's
 first choice, the fastest timed implementation, and every timing:
 
-  | layer | pass | first choice (ms) | fastest (ms) | all |
+  | layer | pass | first choice | fastest | all timed |
 
 ganjax's extension takes oneDNN's first choice of direct implementation, or its own im2col +
 GEMM form (`ganjax.ops.onednn.default_algorithm`), which this program does not time
-(`python -m experiments.layer_forms` and docs/PERF_NOTES.md compare those in JAX).
+(docs/PERF_NOTES.md compares the two per pass in JAX).
 """
 
 from __future__ import annotations
@@ -29,23 +29,19 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from experiments import layer_forms  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-def dcgan_layers(images: int, width: int) -> list[tuple[str, list[int]]]:
-  """(name, [N, C, H, W, F, K, S, P]) of the DCGAN layers at 32x32, `width` channels."""
-  w = width
-  return [
-      ("D conv0a 3x3", [images, 3, 32, 32, w, 3, 1, 1]),
-      ("D conv0b 4x4 s2", [images, w, 32, 32, w, 4, 2, 1]),
-      ("D conv1a 3x3", [images, w, 16, 16, 2 * w, 3, 1, 1]),
-      ("D conv1b 4x4 s2", [images, 2 * w, 16, 16, 2 * w, 4, 2, 1]),
-      ("D conv2a 3x3", [images, 2 * w, 8, 8, 4 * w, 3, 1, 1]),
-      ("D conv2b 4x4 s2", [images, 4 * w, 8, 8, 4 * w, 4, 2, 1]),
-      ("D conv_out 3x3", [images, 4 * w, 4, 4, 8 * w, 3, 1, 1]),
-      ("G up0 (transposed)", [images, 4 * w, 8, 8, 8 * w, 4, 2, 1]),
-      ("G up1 (transposed)", [images, 2 * w, 16, 16, 4 * w, 4, 2, 1]),
-      ("G up2 (transposed)", [images, w, 32, 32, 2 * w, 4, 2, 1]),
-      ("G to_rgb 3x3", [images, w, 32, 32, 3, 3, 1, 1]),
-  ]
+
+def dcgan_layers(images: int) -> list[tuple[str, list[int]]]:
+  """(name, [N, C, H, W, F, K, S, P]) of the DCGAN's convolutions (`layer_forms`' lists); a
+  transposed convolution C -> F as the strided convolution F -> C whose input gradient it is."""
+  up = [(f"G up {c}->{f} at {h} (transposed)", [images, f, 2 * h, 2 * h, c, 4, 2, 1])
+        for c, f, h in layer_forms.UP_LAYERS]
+  down = [(f"D {c}->{f} at {h} 4x4 s2", [images, c, h, h, f, 4, 2, 1])
+          for c, f, h in layer_forms.DOWN_LAYERS]
+  s1 = [(f"{c}->{f} at {h} 3x3", [images, c, h, h, f, 3, 1, 1])
+        for c, f, h in layer_forms.S1_LAYERS]
+  return down + s1 + up
 
 
 def build(out_dir: str) -> str:
@@ -66,17 +62,16 @@ def build(out_dir: str) -> str:
 def main(argv: list[str] | None = None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--images", type=int, default=32, help="images per convolution")
-  ap.add_argument("--width", type=int, default=64, help="the models' base width")
   args = ap.parse_args(argv)
   binary = build(tempfile.mkdtemp(prefix="ganjax_onednn_impls_"))
-  layers = dcgan_layers(args.images, args.width)
+  layers = dcgan_layers(args.images)
   cmd = [binary] + [str(v) for name, dims in layers for v in [name, *dims]]
   out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
   rows = collections.defaultdict(list)
   for line in out.splitlines():
     name, which, _, ms, impl = line.split("\t")
     rows[(name, which)].append((None if ms == "-" else float(ms), impl))
-  print(f"{args.images} images, width {args.width}, one thread; median of 9 (ms)\n")
+  print(f"{args.images} images, one thread; median of 9 (ms)\n")
   print("| layer | pass | first choice | fastest | all timed |\n|---|---|---|---|---|")
   for (name, which), impls in rows.items():
     timed = [(ms, impl) for ms, impl in impls if ms is not None]
