@@ -23,7 +23,7 @@ from ganjax.gan import regularizers, steps
 from ganjax.gan.state import GANState
 from ganjax.population import build as population
 from tests.conftest import REPO_ROOT
-from tests.tiny import tiny_config
+from tests.tiny import assert_dcgan_generator_moved, tiny_config
 
 # The last commit whose ganjax/gan/steps.py is the step without augmentation and regularizers
 # of data-efficient training: the plain step must stay that step bit for bit.
@@ -187,9 +187,7 @@ def test_augmentation_reaches_every_discriminator_call_and_the_generator_gradien
     assert float(m_on[name]) != float(m_off[name]), name
   # G's gradient flows through the augmentation: with p = 1 every image D scores in G's update
   # is augmented, and G still moves, elsewhere than at p = 0.
-  moved = [not np.array_equal(a, b) for a, b in zip(_leaves(state.generator.params),
-                                                     _leaves(on.generator.params))]
-  assert all(moved)
+  assert_dcgan_generator_moved(state.generator.params, on.generator.params)
   assert any(not np.array_equal(a, b) for a, b in zip(_leaves(on.generator.params),
                                                        _leaves(off.generator.params)))
   assert all(np.isfinite(float(v)) for v in m_on.values())

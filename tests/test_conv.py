@@ -160,3 +160,22 @@ def test_down_conv_rejects_bad_arguments():
   with pytest.raises(ValueError, match=r"\[4, 4, C, F\] kernel"):
     conv.down_conv(x, kernel[:, :2], "phase")
 
+
+
+@pytest.mark.parametrize("kind", ["conv", "down", "up"])
+def test_a_deferred_bias_is_returned_beside_the_convolution_with_the_same_parameters(kind):
+  x, _, _ = _inputs(seed=7, shape=(N, 8, 8, C))
+  make = {"conv": lambda **kw: conv.Conv(F, (3, 3), padding=1, **kw),
+          "down": lambda **kw: conv.DownConv(F, **kw),
+          "up": lambda **kw: conv.UpConv(F, **kw)}[kind]
+  summed, deferred = make(), make(defer_bias=True)
+  params = summed.init(jax.random.PRNGKey(0), x)
+  assert jax.tree.map(jnp.shape, deferred.init(jax.random.PRNGKey(0), x)) == jax.tree.map(
+      jnp.shape, params)
+  params = {"params": {**params["params"], "bias": jnp.arange(1.0, F + 1)}}
+  y, bias = deferred.apply(params, x)
+  np.testing.assert_array_equal(bias, jnp.arange(1.0, F + 1))
+  np.testing.assert_allclose(y + bias, summed.apply(params, x), rtol=1e-6, atol=1e-6)
+  y, bias = make(defer_bias=True, use_bias=False).apply(
+      {"params": {"kernel": params["params"]["kernel"]}}, x)
+  assert bias is None

@@ -152,3 +152,64 @@ def test_acgan_critic_exposes_its_layers_and_classifies():
   a = model.apply(variables, x, None, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
   b = model.apply(variables, x, None, train=True, rngs={"dropout": jax.random.PRNGKey(3)})
   assert not np.allclose(np.asarray(a["adv"]), np.asarray(b["adv"]))
+
+
+def _shifted_norm(kind, train):
+  class Shifted(flax.linen.Module):
+    @flax.linen.compact
+    def __call__(self, x, shift):
+      return layers.normalization(kind, train=train, name="norm")(x, shift)
+  return Shifted()
+
+
+def _reference_norm(kind, train):
+  class Summed(flax.linen.Module):
+    @flax.linen.compact
+    def __call__(self, x, shift):
+      if kind == "batch":
+        norm = flax.linen.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                    name="norm")
+      else:
+        norm = flax.linen.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1), name="norm")
+      return norm(x + shift)
+  return Summed()
+
+
+@pytest.mark.parametrize("kind", ["batch", "layer"])
+def test_a_normalization_of_x_plus_a_shift_is_flaxs_of_the_sum(kind):
+  kx, ks, kr, kv = jax.random.split(jax.random.PRNGKey(3), 4)
+  x = jax.random.normal(kx, (8, 4, 4, 5)) * 2.0 + 0.5
+  shift = jax.random.normal(ks, (5,)) * 3.0
+  r = jax.random.normal(kr, x.shape)
+  ours, ref = _shifted_norm(kind, True), _reference_norm(kind, True)
+  variables = ref.init(jax.random.PRNGKey(0), x, shift)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x, shift)) == jax.tree.map(
+      jnp.shape, variables)
+  if kind == "batch":  # running statistics away from their initial values
+    variables = _set(variables, ("batch_stats", "norm", "mean"), jax.random.normal(kv, (5,)))
+  mutable = ["batch_stats"] if kind == "batch" else []
+
+  def loss(module, x, shift):
+    out = module.apply(variables, x, shift, mutable=mutable or False)
+    y, updates = out if mutable else (out, {})
+    return jnp.sum(y * r), (y, updates)
+
+  (_, (y, updates)), grads = jax.value_and_grad(
+      lambda *a: loss(ours, *a), argnums=(0, 1), has_aux=True)(x, shift)
+  (_, (y_ref, updates_ref)), grads_ref = jax.value_and_grad(
+      lambda *a: loss(ref, *a), argnums=(0, 1), has_aux=True)(x, shift)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+               updates, updates_ref)
+  np.testing.assert_allclose(grads[0], grads_ref[0], rtol=1e-4, atol=1e-4)
+  if kind == "batch":
+    # Batch statistics absorb the shift: its gradient is exactly zero, where the sum's is
+    # rounding noise.
+    assert not np.any(np.asarray(grads[1]))
+    np.testing.assert_allclose(grads_ref[1], 0.0, atol=1e-4)
+  else:
+    np.testing.assert_allclose(grads[1], grads_ref[1], rtol=1e-4, atol=1e-4)
+  # With running averages (evaluation) the output is the normalization of the sum.
+  eval_ours, eval_ref = _shifted_norm(kind, False), _reference_norm(kind, False)
+  np.testing.assert_allclose(eval_ours.apply(variables, x, shift),
+                             eval_ref.apply(variables, x, shift), rtol=1e-5, atol=1e-5)

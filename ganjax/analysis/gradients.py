@@ -126,7 +126,11 @@ def make_features_fn(module: nn.Module, path: tuple[str, ...]) -> Callable[[Any,
     node = captured["intermediates"]
     for name in path:
       node = node[name]
-    return node["__call__"][0]
+    out = node["__call__"][-1]  # the module's own output (a deferred bias's convolution first)
+    if isinstance(out, tuple):  # a deferred bias (`DownConv(defer_bias=True)`): add it
+      y, bias = out
+      out = y if bias is None else y + bias
+    return out
 
   return features
 

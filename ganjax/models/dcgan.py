@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.models import conditioning, layers
-from ganjax.ops.conv import DownConv, UpConv, conv_fn
+from ganjax.ops.conv import Conv, DownConv, UpConv, conv_fn
 
 Array = jax.Array
 dcgan_init = nn.initializers.normal(0.02)
@@ -60,9 +60,11 @@ class Generator(nn.Module):
     x = x.reshape(z.shape[0], 4, 4, self.width * 2**n_up)
     x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name="project_bn")(x))
     for i in range(n_up):
-      x = UpConv(self.width * 2**(n_up - 1 - i), kernel_init=dcgan_init, dtype=self.dtype,
-                 backend=self.conv_backend, name=f"up{i}")(x)
-      x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name=f"bn{i}")(x))
+      y, bias = UpConv(self.width * 2**(n_up - 1 - i), kernel_init=dcgan_init,
+                       dtype=self.dtype, backend=self.conv_backend, defer_bias=True,
+                       name=f"up{i}")(x)
+      x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype,
+                                       name=f"bn{i}")(y, bias))
     x = nn.Conv(self.channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
                 conv_general_dilated=conv_fn(self.conv_backend), name="to_rgb")(x)
     return jnp.tanh(x).astype(jnp.float32)
@@ -94,20 +96,21 @@ class Discriminator(nn.Module):
     n_down = layers.num_resolution_steps(self.image_size)
     act = lambda h: nn.leaky_relu(h, self.negative_slope)
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
-    conv = lambda features, name: nn.Conv(features, (3, 3), padding=1, kernel_init=dcgan_init,
-                                          dtype=self.dtype, name=name,
-                                          conv_general_dilated=conv_fn(self.conv_backend))
+    conv = lambda features, name, defer_bias=True: Conv(
+        features, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype, name=name,
+        conv_general_dilated=conv_fn(self.conv_backend), defer_bias=defer_bias)
     h = x.astype(self.dtype)
     if self.condition == "input" and self.num_classes:
       h = conditioning.label_planes(h, labels, self.num_classes)
     for i in range(n_down):
       features = self.width * 2**i
-      h = conv(features, f"conv{i}a")(h)
-      h = act(h if i == 0 else norm(f"norm{i}a")(h))
-      h = DownConv(features, kernel_init=dcgan_init, dtype=self.dtype,
-                   backend=self.conv_backend, name=f"conv{i}b")(h)
-      h = act(norm(f"norm{i}b")(h))
-    h = act(norm("norm_out")(conv(self.width * 2**n_down, "conv_out")(h)))
+      # Each bias before a normalization is its shift (`layers.normalization`).
+      h = act(conv(features, f"conv{i}a", defer_bias=False)(h) if i == 0 else
+              norm(f"norm{i}a")(*conv(features, f"conv{i}a")(h)))
+      h = act(norm(f"norm{i}b")(*DownConv(features, kernel_init=dcgan_init, dtype=self.dtype,
+                                          backend=self.conv_backend, defer_bias=True,
+                                          name=f"conv{i}b")(h)))
+    h = act(norm("norm_out")(*conv(self.width * 2**n_down, "conv_out")(h)))
     h = jnp.sum(h, axis=(1, 2))
     if self.dropout:
       h = nn.Dropout(self.dropout, deterministic=not train)(h)

@@ -16,25 +16,60 @@ Array = Any
 ModuleFactory = Callable[..., Callable[[Array], Array]]
 
 
+class BatchNorm(nn.BatchNorm):
+  """`flax.linen.BatchNorm` of ``x + shift`` that never materializes the sum in training.
+
+  ``shift`` is a per-feature vector, the bias of the layer before (``y = conv(x) + b``). With
+  batch statistics, ``BN(x + b) = scale * (x - mean(x)) / sqrt(var(x) + eps) + bias``: the
+  mean absorbs ``b`` and the variance does not see it (Ioffe & Szegedy, 2015, Section 3.2, on
+  why such a bias can be dropped). So in training the output is computed from ``x`` alone, the
+  running mean moves by ``mean(x) + b``, and ``d output / d b`` is exactly zero (computing it
+  through ``x + b`` gives rounding noise that an Adam step scales up to the learning rate).
+  With running averages the output is ``BN(x + b)`` as written. Parameters and batch
+  statistics are flax's, so checkpoints of ``BN(conv(x) + b)`` load unchanged.
+  """
+
+  @nn.compact
+  def __call__(self, x: Array, shift: Array | None = None,
+               use_running_average: bool | None = None, **kwargs) -> Array:
+    running = nn.merge_param("use_running_average", self.use_running_average,
+                             use_running_average)
+    if shift is None or running:
+      return super().__call__(x if shift is None else x + shift, use_running_average, **kwargs)
+    y = super().__call__(x, use_running_average, **kwargs)
+    if not self.is_initializing():  # flax's BatchNorm leaves its statistics alone in init
+      mean = self.get_variable("batch_stats", "mean")
+      self.put_variable("batch_stats", "mean",
+                        mean + (1.0 - self.momentum) * shift.astype(mean.dtype))
+    return y
+
+
 def _batch_norm(train: bool, dtype: Any, name: str) -> nn.Module:
   # momentum 0.9 is PyTorch's BatchNorm2d(momentum=0.1); eps as PyTorch.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, name=name)
+  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                   dtype=dtype, name=name)
 
 
-def _layer_norm(train: bool, dtype: Any, name: str) -> nn.Module:
+def _shifted(norm: Callable[[Array], Array]) -> Callable[..., Array]:
+  """``f(x, shift=None) = norm(x + shift)`` for a normalization not invariant to the shift."""
+  return lambda x, shift=None: norm(x if shift is None else x + shift)
+
+
+def _layer_norm(train: bool, dtype: Any, name: str) -> Callable[..., Array]:
   # Normalizes each example over height, width and channels, with a per-channel gain and bias
   # (the critic normalization of Gulrajani et al., 2017, which forbids batch norm in the critic).
   del train
-  return nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1), dtype=dtype, name=name)
+  return _shifted(nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1), dtype=dtype,
+                               name=name))
 
 
-def _no_norm(train: bool, dtype: Any, name: str) -> Callable[[Array], Array]:
+def _no_norm(train: bool, dtype: Any, name: str) -> Callable[..., Array]:
   del train, dtype, name
-  return lambda x: x
+  return _shifted(lambda x: x)
 
 
-NORMALIZATIONS: dict[str, Callable[[bool, Any, str], Callable[[Array], Array]]] = {
+# Each returns ``norm(x, shift=None)``: the normalization of ``x + shift`` (see `BatchNorm`).
+NORMALIZATIONS: dict[str, Callable[[bool, Any, str], Callable[..., Array]]] = {
     "batch": _batch_norm,
     "layer": _layer_norm,
     "none": _no_norm,
@@ -42,8 +77,13 @@ NORMALIZATIONS: dict[str, Callable[[bool, Any, str], Callable[[Array], Array]]] 
 
 
 def normalization(kind: str, *, train: bool, dtype: Any = None,
-                  name: str | None = None) -> Callable[[Array], Array]:
-  """Returns a normalization layer by name: 'batch', 'layer' or 'none'."""
+                  name: str | None = None) -> Callable[..., Array]:
+  """Returns a normalization layer by name: 'batch', 'layer' or 'none'.
+
+  The layer is ``norm(x, shift=None)``, the normalization of ``x + shift`` for a per-feature
+  ``shift`` (a deferred bias, e.g. ``UpConv(..., defer_bias=True)``); batch norm computes it
+  without forming the sum (`BatchNorm`).
+  """
   try:
     factory = NORMALIZATIONS[kind]
   except KeyError:

@@ -341,12 +341,39 @@ def down_conv(x: Array, kernel: Array, impl: str = "auto", backend: str = "auto"
   return DOWN_CONV_IMPLS[impl](x, kernel)
 
 
+class Conv(nn.Conv):
+  """`flax.linen.Conv` that can leave its bias to the layer after it (``defer_bias``).
+
+  With ``defer_bias`` it returns ``(conv(x), bias)`` instead of their sum, as `UpConv` and
+  `DownConv` do, for a normalization that takes the bias as its shift
+  (`ganjax.models.layers.normalization`). Parameters are `flax.linen.Conv`'s either way.
+  """
+
+  defer_bias: bool = False
+
+  @nn.compact
+  def __call__(self, inputs: Array) -> Array | tuple[Array, Array | None]:
+    if not self.defer_bias:
+      return super().__call__(inputs)
+    fields = {f: getattr(self, f) for f in nn.Conv.__dataclass_fields__
+              if f not in ("parent", "name")}
+    unbiased = nn.Conv(**{**fields, "use_bias": False})
+    nn.share_scope(self, unbiased)  # its kernel is this module's ``kernel``
+    y = unbiased(inputs)
+    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    return y, None if bias is None else bias.astype(y.dtype)
+
+
 class _Conv4x4Stride2(nn.Module):
   """The parameters and bias shared by `UpConv` and `DownConv`; subclasses give `convolve`.
 
   Attributes:
     features: output channels F.
     use_bias: add a learned ``bias`` of shape ``[F]``.
+    defer_bias: return ``(conv(x), bias)`` instead of their sum, for a following normalization
+      that takes the bias as its shift (`ganjax.models.layers.normalization`): batch norm
+      then never forms the sum, a full pass over the output. Parameters are the same.
     impl: which form computes the convolution (see the subclass); parameters do not depend on
       it.
     backend: ``"auto"`` or ``"xla"`` (see `BACKENDS`), for ``impl="auto"``.
@@ -354,6 +381,7 @@ class _Conv4x4Stride2(nn.Module):
 
   features: int
   use_bias: bool = True
+  defer_bias: bool = False
   impl: str = "auto"
   backend: str = "auto"
   kernel_init: Initializer = nn.initializers.lecun_normal()
@@ -365,13 +393,15 @@ class _Conv4x4Stride2(nn.Module):
     raise NotImplementedError
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array) -> Array | tuple[Array, Array | None]:
     kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features),
                         self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = self.convolve(x, kernel)
+    if self.defer_bias:
+      return y, bias
     if bias is not None:
       y = y + bias
     return y
