@@ -26,7 +26,6 @@ from experiments import layer_forms as lf
 from ganjax.ops import onednn
 
 
-
 def jax_fn(form):
   def f(x, k, g):
     y, vjp = jax.vjp(form, x, k)

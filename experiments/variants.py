@@ -66,14 +66,6 @@ def bias_added_before_batch_norm():
   """Batch norm of ``conv(x) + b`` with the sum formed first, as before
   `ganjax.models.layers.BatchNorm` took the bias of `Conv` / `UpConv` / `DownConv` as its
   shift."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from ganjax.models import layers  # pylint: disable=g-import-not-at-top
-
-  class SumFirst(nn.BatchNorm):
-    @nn.compact
-    def __call__(self, x, shift=None, use_running_average=None):
-      return super().__call__(x if shift is None else x + shift, use_running_average)
-
-  layers.NORMALIZATIONS["batch"] = lambda train, dtype, name: SumFirst(
-      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name)
-
+  batch_norm = layers.NORMALIZATIONS["batch"]
+  layers.NORMALIZATIONS["batch"] = lambda *args: layers.shifted(batch_norm(*args))

@@ -161,7 +161,6 @@ def test_down_conv_rejects_bad_arguments():
     conv.down_conv(x, kernel[:, :2], "phase")
 
 
-
 @pytest.mark.parametrize("kind", ["conv", "down", "up"])
 def test_a_deferred_bias_is_returned_beside_the_convolution_with_the_same_parameters(kind):
   x, _, _ = _inputs(seed=7, shape=(N, 8, 8, C))

@@ -85,20 +85,14 @@ def random_inception_weights(path: str, seed: int = 0) -> str:
   return path
 
 
-def moved_parameters(before, after) -> dict[str, bool]:
-  """``{path: whether any element changed}`` over two parameter trees of the same structure."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  flat_before = jax.tree_util.tree_flatten_with_path(before)[0]
-  flat_after = jax.tree.leaves(after)
-  return {jax.tree_util.keystr(path): not np.array_equal(np.asarray(a), np.asarray(b))
-          for (path, a), b in zip(flat_before, flat_after)}
-
-
 def assert_dcgan_generator_moved(before, after) -> None:
   """Every parameter of a DCGAN generator moved but the biases of its transposed convolutions,
   which batch norm takes as its shift (`ganjax.models.layers.BatchNorm`): those stay exactly."""
-  moved = moved_parameters(before, after)
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  moved = {jax.tree_util.keystr(path): not np.array_equal(np.asarray(a), np.asarray(b))
+           for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(before)[0],
+                                   jax.tree.leaves(after))}
   shifts = {k for k in moved if k.startswith("['up") and k.endswith("['bias']")}
   assert shifts and not any(moved[k] for k in shifts), moved
   assert all(v for k, v in moved.items() if k not in shifts), moved

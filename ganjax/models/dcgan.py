@@ -96,17 +96,17 @@ class Discriminator(nn.Module):
     n_down = layers.num_resolution_steps(self.image_size)
     act = lambda h: nn.leaky_relu(h, self.negative_slope)
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
-    conv = lambda features, name, defer_bias=True: Conv(
+    # Every convolution returns (conv(h), bias); a normalization takes the bias as its shift.
+    conv = lambda features, name: Conv(
         features, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype, name=name,
-        conv_general_dilated=conv_fn(self.conv_backend), defer_bias=defer_bias)
+        conv_general_dilated=conv_fn(self.conv_backend), defer_bias=True)
     h = x.astype(self.dtype)
     if self.condition == "input" and self.num_classes:
       h = conditioning.label_planes(h, labels, self.num_classes)
     for i in range(n_down):
       features = self.width * 2**i
-      # Each bias before a normalization is its shift (`layers.normalization`).
-      h = act(conv(features, f"conv{i}a", defer_bias=False)(h) if i == 0 else
-              norm(f"norm{i}a")(*conv(features, f"conv{i}a")(h)))
+      y, bias = conv(features, f"conv{i}a")(h)
+      h = act(y + bias if i == 0 else norm(f"norm{i}a")(y, bias))
       h = act(norm(f"norm{i}b")(*DownConv(features, kernel_init=dcgan_init, dtype=self.dtype,
                                           backend=self.conv_backend, defer_bias=True,
                                           name=f"conv{i}b")(h)))

@@ -50,7 +50,7 @@ def _batch_norm(train: bool, dtype: Any, name: str) -> nn.Module:
                    dtype=dtype, name=name)
 
 
-def _shifted(norm: Callable[[Array], Array]) -> Callable[..., Array]:
+def shifted(norm: Callable[[Array], Array]) -> Callable[..., Array]:
   """``f(x, shift=None) = norm(x + shift)`` for a normalization not invariant to the shift."""
   return lambda x, shift=None: norm(x if shift is None else x + shift)
 
@@ -59,13 +59,13 @@ def _layer_norm(train: bool, dtype: Any, name: str) -> Callable[..., Array]:
   # Normalizes each example over height, width and channels, with a per-channel gain and bias
   # (the critic normalization of Gulrajani et al., 2017, which forbids batch norm in the critic).
   del train
-  return _shifted(nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1), dtype=dtype,
+  return shifted(nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1), dtype=dtype,
                                name=name))
 
 
 def _no_norm(train: bool, dtype: Any, name: str) -> Callable[..., Array]:
   del train, dtype, name
-  return _shifted(lambda x: x)
+  return shifted(lambda x: x)
 
 
 # Each returns ``norm(x, shift=None)``: the normalization of ``x + shift`` (see `BatchNorm`).

@@ -355,9 +355,7 @@ class Conv(nn.Conv):
   def __call__(self, inputs: Array) -> Array | tuple[Array, Array | None]:
     if not self.defer_bias:
       return super().__call__(inputs)
-    fields = {f: getattr(self, f) for f in nn.Conv.__dataclass_fields__
-              if f not in ("parent", "name")}
-    unbiased = nn.Conv(**{**fields, "use_bias": False})
+    unbiased = self.clone(parent=self, name="unbiased", use_bias=False, defer_bias=False)
     nn.share_scope(self, unbiased)  # its kernel is this module's ``kernel``
     y = unbiased(inputs)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
