@@ -36,7 +36,8 @@ def _extensions() -> list[Extension]:
     return []
   return [Extension(
       "ganjax._onednn_conv",
-      sources=["csrc/onednn_conv.cc"],
+      sources=["csrc/onednn_conv.cc", "csrc/channel_sums.cc"],
+      depends=["csrc/ffi_job.h"],
       include_dirs=["csrc/third_party"],
       library_dirs=[str(library.parent)],
       libraries=[":libdnnl.so.3"],

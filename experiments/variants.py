@@ -69,3 +69,13 @@ def bias_added_before_batch_norm():
   from ganjax.models import layers  # pylint: disable=g-import-not-at-top
   batch_norm = layers.NORMALIZATIONS["batch"]
   layers.NORMALIZATIONS["batch"] = lambda *args: layers.shifted(batch_norm(*args))
+
+
+@variant
+def batch_norm_by_flax():
+  """Batch norm's statistics and gradient as flax computes them (XLA's reductions, two per
+  pair of sums), not `ganjax.ops.batch_norm`'s one-pass sums on the CPU extension."""
+  from ganjax.models import layers  # pylint: disable=g-import-not-at-top
+  batch_norm = layers.NORMALIZATIONS["batch"]
+  layers.NORMALIZATIONS["batch"] = (
+      lambda train, dtype, name, backend: batch_norm(train, dtype, name, "xla"))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ganjax.models import attention, conditioning, critic, layers
+from ganjax.ops import onednn
 
 
 def _set(tree, path, value):
@@ -154,11 +155,11 @@ def test_acgan_critic_exposes_its_layers_and_classifies():
   assert not np.allclose(np.asarray(a["adv"]), np.asarray(b["adv"]))
 
 
-def _shifted_norm(kind, train):
+def _shifted_norm(kind, train, backend="auto"):
   class Shifted(flax.linen.Module):
     @flax.linen.compact
     def __call__(self, x, shift):
-      return layers.normalization(kind, train=train, name="norm")(x, shift)
+      return layers.normalization(kind, train=train, name="norm", backend=backend)(x, shift)
   return Shifted()
 
 
@@ -175,14 +176,21 @@ def _reference_norm(kind, train):
   return Summed()
 
 
-@pytest.mark.parametrize("kind", ["batch", "layer"])
-def test_a_normalization_of_x_plus_a_shift_is_flaxs_of_the_sum(kind):
+@pytest.mark.parametrize("kind,backend", [
+    pytest.param("batch", "auto", id="batch-one_pass", marks=pytest.mark.skipif(
+        not onednn.available(), reason=f"extension not available: {onednn.status()}")),
+    ("batch", "xla"), ("layer", "auto")])
+def test_a_normalization_of_x_plus_a_shift_is_flaxs_of_the_sum(kind, backend):
   kx, ks, kr, kv = jax.random.split(jax.random.PRNGKey(3), 4)
   x = jax.random.normal(kx, (8, 4, 4, 5)) * 2.0 + 0.5
   shift = jax.random.normal(ks, (5,)) * 3.0
   r = jax.random.normal(kr, x.shape)
-  ours, ref = _shifted_norm(kind, True), _reference_norm(kind, True)
+  ours, ref = _shifted_norm(kind, True, backend), _reference_norm(kind, True)
   variables = ref.init(jax.random.PRNGKey(0), x, shift)
+  # Batch norm on the "auto" backend takes its statistics from the extension's one-pass sums.
+  one_pass = "ganjax_channel_sums" in str(jax.make_jaxpr(
+      lambda v: ours.apply(v, x, shift, mutable=["batch_stats"]))(variables))
+  assert one_pass == (kind == "batch" and backend == "auto")
   assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x, shift)) == jax.tree.map(
       jnp.shape, variables)
   if kind == "batch":  # running statistics away from their initial values

@@ -66,7 +66,8 @@ class Critic(nn.Module):
       h = layers.conv(self.width, 3, name=f"conv{i + 1}", strides=stride,
                       spectral_norm=self.spectral_norm, init=self.weight_init, dtype=self.dtype,
                       backend=self.conv_backend)(h)
-      h = layers.normalization(self.norm, train=train, dtype=self.dtype, name=f"norm{i + 1}")(h)
+      h = layers.normalization(self.norm, train=train, dtype=self.dtype, name=f"norm{i + 1}",
+                               backend=self.conv_backend)(h)
       h = nn.leaky_relu(h, self.negative_slope)
       if self.dropout:
         h = nn.Dropout(self.dropout, deterministic=not train)(h)

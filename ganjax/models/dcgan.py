@@ -58,13 +58,14 @@ class Generator(nn.Module):
     x = nn.Dense(4 * 4 * self.width * 2**n_up, kernel_init=dcgan_init, dtype=self.dtype,
                  name="project")(z)
     x = x.reshape(z.shape[0], 4, 4, self.width * 2**n_up)
-    x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype, name="project_bn")(x))
+    x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype,
+                                          backend=self.conv_backend, name="project_bn")(x))
     for i in range(n_up):
       y, bias = UpConv(self.width * 2**(n_up - 1 - i), kernel_init=dcgan_init,
                        dtype=self.dtype, backend=self.conv_backend, defer_bias=True,
                        name=f"up{i}")(x)
       x = nn.relu(layers.normalization("batch", train=train, dtype=self.dtype,
-                                       name=f"bn{i}")(y, bias))
+                                       backend=self.conv_backend, name=f"bn{i}")(y, bias))
     x = nn.Conv(self.channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
                 conv_general_dilated=conv_fn(self.conv_backend), name="to_rgb")(x)
     return jnp.tanh(x).astype(jnp.float32)
@@ -95,7 +96,8 @@ class Discriminator(nn.Module):
     conditioning.check_condition(self.condition)
     n_down = layers.num_resolution_steps(self.image_size)
     act = lambda h: nn.leaky_relu(h, self.negative_slope)
-    norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name)
+    norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype, name=name,
+                                             backend=self.conv_backend)
     # Every convolution returns (conv(h), bias); a normalization takes the bias as its shift.
     conv = lambda features, name: Conv(
         features, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype, name=name,

@@ -9,7 +9,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ganjax.errors import ConfigError
-from ganjax.ops.conv import conv_fn
+from ganjax.ops import batch_norm
+from ganjax.ops.conv import conv_fn, uses_onednn
 from ganjax.models.spectral import maybe_spectral
 
 Array = Any
@@ -27,7 +28,14 @@ class BatchNorm(nn.BatchNorm):
   through ``x + b`` gives rounding noise that an Adam step scales up to the learning rate).
   With running averages the output is ``BN(x + b)`` as written. Parameters and batch
   statistics are flax's, so checkpoints of ``BN(conv(x) + b)`` load unchanged.
+
+  In training, for float32 on the CPU with the ``"auto"`` convolution ``backend``, the
+  statistics and their gradient are `ganjax.ops.batch_norm.batch_norm`'s, one pass over the
+  tensor per pair of sums where flax's makes two (equal up to float rounding); everywhere
+  else, and for the options that form does not cover, flax's own computation.
   """
+
+  backend: str = "auto"  # convolution kernels, `ganjax.ops.conv.BACKENDS`
 
   @nn.compact
   def __call__(self, x: Array, shift: Array | None = None,
@@ -35,7 +43,11 @@ class BatchNorm(nn.BatchNorm):
     running = nn.merge_param("use_running_average", self.use_running_average,
                              use_running_average)
     if shift is None or running:
+      if not running and not kwargs and self._one_pass(x):
+        return self._one_pass_batch_norm(x, shift)
       return super().__call__(x if shift is None else x + shift, use_running_average, **kwargs)
+    if not kwargs and self._one_pass(x):
+      return self._one_pass_batch_norm(x, shift)
     y = super().__call__(x, use_running_average, **kwargs)
     if not self.is_initializing():  # flax's BatchNorm leaves its statistics alone in init
       mean = self.get_variable("batch_stats", "mean")
@@ -43,11 +55,34 @@ class BatchNorm(nn.BatchNorm):
                         mean + (1.0 - self.momentum) * shift.astype(mean.dtype))
     return y
 
+  def _one_pass(self, x: Array) -> bool:
+    """Whether `_one_pass_batch_norm` computes what flax's batch norm would."""
+    return (self.axis in (-1, x.ndim - 1) and self.axis_name is None and self.use_scale
+            and self.use_bias and self.use_fast_variance and self.force_float32_reductions
+            and jnp.dtype(self.param_dtype) == jnp.float32
+            and jnp.dtype(self.dtype or x.dtype) == jnp.float32
+            and uses_onednn(self.backend, x.dtype))
 
-def _batch_norm(train: bool, dtype: Any, name: str) -> nn.Module:
+  def _one_pass_batch_norm(self, x: Array, shift: Array | None) -> Array:
+    # The variables of flax's BatchNorm, in its names, shapes and dtypes.
+    features = (x.shape[-1],)
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
+    scale = self.param("scale", self.scale_init, features, self.param_dtype)
+    bias = self.param("bias", self.bias_init, features, self.param_dtype)
+    y, mean, var = batch_norm.batch_norm(x, scale, bias, epsilon=self.epsilon)
+    if not self.is_initializing():
+      if shift is not None:
+        mean = mean + shift.astype(mean.dtype)
+      ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+      ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var
+    return y
+
+
+def _batch_norm(train: bool, dtype: Any, name: str, backend: str) -> nn.Module:
   # momentum 0.9 is PyTorch's BatchNorm2d(momentum=0.1); eps as PyTorch.
   return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                   dtype=dtype, name=name)
+                   dtype=dtype, backend=backend, name=name)
 
 
 def shifted(norm: Callable[[Array], Array]) -> Callable[..., Array]:
@@ -55,41 +90,43 @@ def shifted(norm: Callable[[Array], Array]) -> Callable[..., Array]:
   return lambda x, shift=None: norm(x if shift is None else x + shift)
 
 
-def _layer_norm(train: bool, dtype: Any, name: str) -> Callable[..., Array]:
+def _layer_norm(train: bool, dtype: Any, name: str, backend: str) -> Callable[..., Array]:
   # Normalizes each example over height, width and channels, with a per-channel gain and bias
   # (the critic normalization of Gulrajani et al., 2017, which forbids batch norm in the critic).
-  del train
+  del train, backend
   return shifted(nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1), dtype=dtype,
                                name=name))
 
 
-def _no_norm(train: bool, dtype: Any, name: str) -> Callable[..., Array]:
-  del train, dtype, name
+def _no_norm(train: bool, dtype: Any, name: str, backend: str) -> Callable[..., Array]:
+  del train, dtype, name, backend
   return shifted(lambda x: x)
 
 
 # Each returns ``norm(x, shift=None)``: the normalization of ``x + shift`` (see `BatchNorm`).
-NORMALIZATIONS: dict[str, Callable[[bool, Any, str], Callable[..., Array]]] = {
+# Factories (train, dtype, name, convolution backend).
+NORMALIZATIONS: dict[str, Callable[[bool, Any, str, str], Callable[..., Array]]] = {
     "batch": _batch_norm,
     "layer": _layer_norm,
     "none": _no_norm,
 }
 
 
-def normalization(kind: str, *, train: bool, dtype: Any = None,
-                  name: str | None = None) -> Callable[..., Array]:
+def normalization(kind: str, *, train: bool, dtype: Any = None, name: str | None = None,
+                  backend: str = "auto") -> Callable[..., Array]:
   """Returns a normalization layer by name: 'batch', 'layer' or 'none'.
 
   The layer is ``norm(x, shift=None)``, the normalization of ``x + shift`` for a per-feature
   ``shift`` (a deferred bias, e.g. ``UpConv(..., defer_bias=True)``); batch norm computes it
-  without forming the sum (`BatchNorm`).
+  without forming the sum (`BatchNorm`), with its statistics on the convolution `backend`'s
+  CPU kernels where those apply.
   """
   try:
     factory = NORMALIZATIONS[kind]
   except KeyError:
     raise ConfigError(
         f"unknown normalization {kind!r}; choose one of {sorted(NORMALIZATIONS)}") from None
-  return factory(train, dtype, name)
+  return factory(train, dtype, name, backend)
 
 
 def num_resolution_steps(image_size: int, base_size: int = 4) -> int:

@@ -135,7 +135,7 @@ class DiscriminatorBlock(nn.Module):
                                        spectral_norm=self.spectral_norm, init=self.weight_init,
                                        dtype=self.dtype, backend=self.conv_backend)
     norm = lambda name: layers.normalization(self.norm, train=train, dtype=self.dtype,
-                                             name=name)
+                                             name=name, backend=self.conv_backend)
     down = layers.avg_pool2 if self.downsample else (lambda t: t)
     if self.optimized:
       h = conv(3, "conv1")(x)

@@ -34,6 +34,10 @@ pixels per image, where oneDNN's direct kernels have too few rows to block over 
 kernel gradient of a strided convolution), and for input gradients onto images of at most
 `GEMM_MAX_INPUT_CHANNELS` channels.
 
+The extension has one more handler, not a convolution: `channel_sums` (``csrc/channel_sums.cc``),
+the per-channel sums ``sum a`` and ``sum a * b`` in one pass over both, from which batch norm
+takes its statistics and their gradient (`ganjax.ops.batch_norm`); it follows the same switches.
+
 Only float32 with 2 spatial dimensions is handled; `conv.conv_general_dilated` routes
 everything else, and every non-CPU platform, to `jax.lax.conv_general_dilated`.
 
@@ -70,6 +74,8 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 _TARGETS = {"forward": "ganjax_onednn_conv_forward",
             "backward_data": "ganjax_onednn_conv_backward_data",
             "backward_weights": "ganjax_onednn_conv_backward_weights"}
+# The extension's handler beyond the convolutions (`channel_sums`).
+_CHANNEL_SUMS = "ganjax_channel_sums"
 
 
 def library_path() -> pathlib.Path:
@@ -96,7 +102,7 @@ def _load() -> tuple[bool, str]:
     extension = importlib.import_module("ganjax._onednn_conv")
   except (ImportError, OSError, metadata.PackageNotFoundError) as e:
     return False, f"{type(e).__name__}: {e}"
-  for attr, target in _TARGETS.items():
+  for attr, target in {**_TARGETS, "channel_sums": _CHANNEL_SUMS}.items():
     jax.ffi.register_ffi_target(target, getattr(extension, attr), platform="cpu")
   return True, (f"oneDNN {extension.onednn_version_major}."
                 f"{extension.onednn_version_minor}")
@@ -239,9 +245,26 @@ def flipped_kernel(w: Array) -> Array:
   return jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2))
 
 
-def _call(target: str, a: Array, b: Array, out_shape: tuple[int, ...], window: Window) -> Array:
+def _require() -> None:
   if not available():
     raise RuntimeError(f"the oneDNN convolution extension is not available: {status()}")
+
+
+def channel_sums(a: Array, b: Array) -> Array:
+  """``s[0, c] = sum_r a[r, c]``, ``s[1, c] = sum_r a[r, c] * b[r, c]`` over every axis of the
+  float32 ``a`` and ``b`` (one shape) but the last, in one pass over both
+  (``csrc/channel_sums.cc``; not differentiable: `ganjax.ops.batch_norm.channel_sums` is)."""
+  _require()
+  if a.shape != b.shape or a.ndim < 1 or a.dtype != jnp.float32 or b.dtype != jnp.float32:
+    raise ValueError(f"channel_sums: needs two float32 arrays of one shape, not "
+                     f"{a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
+  call = jax.ffi.ffi_call(_CHANNEL_SUMS, jax.ShapeDtypeStruct((2, a.shape[-1]), jnp.float32),
+                          vmap_method="broadcast_all")
+  return call(a, b)
+
+
+def _call(target: str, a: Array, b: Array, out_shape: tuple[int, ...], window: Window) -> Array:
+  _require()
   call = jax.ffi.ffi_call(_TARGETS[target], jax.ShapeDtypeStruct(out_shape, jnp.float32),
                           vmap_method="broadcast_all")
   return call(a, b, **window.attributes(target))
