@@ -82,7 +82,8 @@ def fusion_ops(hlo: str) -> dict[str, list[tuple[str, float, str]]]:
 
 
 def ffi_calls(hlo: str) -> dict[str, str]:
-  """``{ffi_call name: "pass [operand] * [operand] (algorithm)"}`` for the oneDNN calls."""
+  """``{ffi_call name: "pass [operand] * [operand] (algorithm)"}`` for the oneDNN calls, and
+  ``"channel_sums [operand]"`` for batch norm's sums."""
   # Imported here, not at the top: it starts JAX, which must come after --xla_flags.
   from ganjax.ops import onednn  # pylint: disable=g-import-not-at-top
 
@@ -93,6 +94,10 @@ def ffi_calls(hlo: str) -> dict[str, str]:
     name, which, a, b, code = m.groups()
     algorithm = next(k for k, v in onednn.ALGORITHMS.items() if v == int(code))
     out[name] = f"{which} [{a}] * [{b}] ({algorithm})"
+  # Batch norm's one-pass sums (`ganjax.ops.batch_norm`), the extension's other handler.
+  for m in re.finditer(r"%(ffi_call[\.\d]*) = .*?custom_call_target=\"ganjax_channel_sums\", "
+                       r"operand_layout_constraints=\{f32\[([\d,]*)\]", hlo):
+    out[m.group(1)] = f"channel_sums [{m.group(2)}]"
   return out
 
 
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, desc in calls.items():
       per_call[desc][0] += ms[name] / n
       per_call[desc][1] += count[name] / n
-    print("\n| oneDNN call (wall time of the calling thread) | calls/iteration | ms/iteration |\n"
+    print("\n| extension call (wall time of the calling thread) | calls/iteration | ms/iteration |\n"
           "|---|---|---|")
     for desc, (t, k) in sorted(per_call.items(), key=lambda kv: -kv[1][0]):
       print(f"| {desc} | {k:.0f} | {t:.1f} |")
