@@ -221,3 +221,29 @@ def test_a_normalization_of_x_plus_a_shift_is_flaxs_of_the_sum(kind, backend):
   eval_ours, eval_ref = _shifted_norm(kind, False), _reference_norm(kind, False)
   np.testing.assert_allclose(eval_ours.apply(variables, x, shift),
                              eval_ref.apply(variables, x, shift), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not onednn.available(), reason=f"extension not available: {onednn.status()}")
+def test_a_batch_norm_without_affine_parameters_is_flaxs_on_the_extension():
+  # The conditional batch norms' normalization (no scale, no bias) takes the one-pass form too.
+  x = jax.random.normal(jax.random.PRNGKey(4), (6, 4, 4, 7)) * 1.5 - 0.3
+  r = jax.random.normal(jax.random.PRNGKey(5), x.shape)
+  options = dict(use_running_average=False, momentum=0.9, epsilon=1e-4, use_scale=False,
+                 use_bias=False)
+  ours, ref = layers.BatchNorm(**options), flax.linen.BatchNorm(**options)
+  variables = ref.init(jax.random.PRNGKey(0), x)
+  assert "params" not in ours.init(jax.random.PRNGKey(0), x)
+  assert "ganjax_channel_sums" in str(jax.make_jaxpr(
+      lambda v: ours.apply(v, x, mutable=["batch_stats"]))(variables))
+
+  def loss(module, x):
+    y, updates = module.apply(variables, x, mutable=["batch_stats"])
+    return jnp.sum(y * r), (y, updates)
+
+  (_, (y, updates)), dx = jax.value_and_grad(lambda x: loss(ours, x), has_aux=True)(x)
+  (_, (y_ref, updates_ref)), dx_ref = jax.value_and_grad(lambda x: loss(ref, x),
+                                                         has_aux=True)(x)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               updates, updates_ref)
+  np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)

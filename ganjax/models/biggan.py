@@ -71,7 +71,8 @@ class Generator(nn.Module):
       if res == self.attention_resolution:
         h = SelfAttention(self.spectral_norm, weight_init=self.weight_init, dtype=self.dtype,
                           conv_backend=self.conv_backend, name="attention")(h)
-    h = nn.relu(conditioning.generator_batch_norm(train, self.dtype, "bn_out")(h))
+    h = nn.relu(conditioning.generator_batch_norm(train, self.dtype, "bn_out",
+                                                  self.conv_backend)(h))
     h = layers.conv(self.channels, 3, name="to_rgb", spectral_norm=self.spectral_norm,
                     init=self.weight_init, dtype=self.dtype, backend=self.conv_backend)(h)
     return jnp.tanh(h).astype(jnp.float32)

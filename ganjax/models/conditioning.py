@@ -50,12 +50,12 @@ class ConditionalBatchNorm(nn.Module):
   spectral_norm: bool = False
   weight_init: str = "ortho"
   dtype: Any = None
+  conv_backend: str = "auto"  # the batch norm's kernels (`ganjax.models.layers.BatchNorm`)
 
   @nn.compact
   def __call__(self, x: Array, labels: Array, *, train: bool) -> Array:
     c = x.shape[-1]
-    h = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
-                     use_scale=False, use_bias=False, dtype=self.dtype, name="bn")(x)
+    h = _plain_batch_norm(train, self.dtype, self.conv_backend)(x)
     emb = lambda name: class_embedding(
         layers.embed(self.num_classes, c, name=name, spectral_norm=self.spectral_norm,
                      init=self.weight_init, dtype=self.dtype), labels, self.num_classes)
@@ -69,12 +69,12 @@ class LinearConditionalBatchNorm(nn.Module):
   spectral_norm: bool = False
   weight_init: str = "ortho"
   dtype: Any = None
+  conv_backend: str = "auto"  # the batch norm's kernels (`ganjax.models.layers.BatchNorm`)
 
   @nn.compact
   def __call__(self, x: Array, cond: Array, *, train: bool) -> Array:
     c = x.shape[-1]
-    h = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
-                     use_scale=False, use_bias=False, dtype=self.dtype, name="bn")(x)
+    h = _plain_batch_norm(train, self.dtype, self.conv_backend)(x)
     lin = lambda name: layers.dense(c, name=name, spectral_norm=self.spectral_norm,
                                     init=self.weight_init, use_bias=False, dtype=self.dtype)(cond)
     gain, bias = 1.0 + lin("gain"), lin("bias")
@@ -106,10 +106,19 @@ def _check_weights(weights: Array, num_classes: int) -> None:
                      f"{weights.shape}")
 
 
-def generator_batch_norm(train: bool, dtype: Any, name: str) -> nn.Module:
-  """The generators' unconditional batch norm (with affine parameters)."""
-  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
-                      dtype=dtype, name=name)
+def generator_batch_norm(train: bool, dtype: Any, name: str,
+                         backend: str = "auto") -> nn.Module:
+  """The generators' unconditional batch norm (with affine parameters; `layers.BatchNorm`,
+  whose statistics take the convolution `backend`'s CPU kernels where those apply)."""
+  return layers.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
+                          dtype=dtype, backend=backend, name=name)
+
+
+def _plain_batch_norm(train: bool, dtype: Any, backend: str) -> nn.Module:
+  """The conditional batch norms' normalization: no affine parameters of its own."""
+  return layers.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
+                          use_scale=False, use_bias=False, dtype=dtype, backend=backend,
+                          name="bn")
 
 
 def label_planes(x: Array, labels: Array, num_classes: int) -> Array:

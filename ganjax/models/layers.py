@@ -42,12 +42,10 @@ class BatchNorm(nn.BatchNorm):
                use_running_average: bool | None = None, **kwargs) -> Array:
     running = nn.merge_param("use_running_average", self.use_running_average,
                              use_running_average)
-    if shift is None or running:
-      if not running and not kwargs and self._one_pass(x):
-        return self._one_pass_batch_norm(x, shift)
-      return super().__call__(x if shift is None else x + shift, use_running_average, **kwargs)
-    if not kwargs and self._one_pass(x):
+    if not running and not kwargs and self._one_pass(x):
       return self._one_pass_batch_norm(x, shift)
+    if shift is None or running:
+      return super().__call__(x if shift is None else x + shift, use_running_average, **kwargs)
     y = super().__call__(x, use_running_average, **kwargs)
     if not self.is_initializing():  # flax's BatchNorm leaves its statistics alone in init
       mean = self.get_variable("batch_stats", "mean")
@@ -57,8 +55,8 @@ class BatchNorm(nn.BatchNorm):
 
   def _one_pass(self, x: Array) -> bool:
     """Whether `_one_pass_batch_norm` computes what flax's batch norm would."""
-    return (self.axis in (-1, x.ndim - 1) and self.axis_name is None and self.use_scale
-            and self.use_bias and self.use_fast_variance and self.force_float32_reductions
+    return (self.axis in (-1, x.ndim - 1) and self.axis_name is None
+            and self.use_fast_variance and self.force_float32_reductions
             and jnp.dtype(self.param_dtype) == jnp.float32
             and jnp.dtype(self.dtype or x.dtype) == jnp.float32
             and uses_onednn(self.backend, x.dtype))
@@ -68,8 +66,10 @@ class BatchNorm(nn.BatchNorm):
     features = (x.shape[-1],)
     ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
     ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
-    scale = self.param("scale", self.scale_init, features, self.param_dtype)
-    bias = self.param("bias", self.bias_init, features, self.param_dtype)
+    scale = (self.param("scale", self.scale_init, features, self.param_dtype)
+             if self.use_scale else jnp.ones(features, jnp.float32))
+    bias = (self.param("bias", self.bias_init, features, self.param_dtype)
+            if self.use_bias else jnp.zeros(features, jnp.float32))
     y, mean, var = batch_norm.batch_norm(x, scale, bias, epsilon=self.epsilon)
     if not self.is_initializing():
       if shift is not None:

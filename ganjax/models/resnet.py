@@ -61,13 +61,13 @@ class GeneratorBlock(nn.Module):
   def _norm(self, name: str, train: bool):
     if self.conditional == "labels":
       m = conditioning.ConditionalBatchNorm(self.num_classes, self.spectral_norm, self.weight_init,
-                                            self.dtype, name=name)
+                                            self.dtype, self.conv_backend, name=name)
       return lambda x, cond: m(x, cond, train=train)
     if self.conditional == "vector":
       m = conditioning.LinearConditionalBatchNorm(self.spectral_norm, self.weight_init, self.dtype,
-                                                  name=name)
+                                                  self.conv_backend, name=name)
       return lambda x, cond: m(x, cond, train=train)
-    m = conditioning.generator_batch_norm(train, self.dtype, name)
+    m = conditioning.generator_batch_norm(train, self.dtype, name, self.conv_backend)
     return lambda x, cond: m(x)
 
   @nn.compact
@@ -111,7 +111,8 @@ class Generator(nn.Module):
       if res == self.attention_resolution:
         h = SelfAttention(self.spectral_norm, weight_init=self.weight_init, dtype=self.dtype,
                           conv_backend=self.conv_backend, name="attention")(h)
-    h = nn.relu(conditioning.generator_batch_norm(train, self.dtype, "bn_out")(h))
+    h = nn.relu(conditioning.generator_batch_norm(train, self.dtype, "bn_out",
+                                                  self.conv_backend)(h))
     h = layers.conv(self.channels, 3, name="to_rgb", spectral_norm=self.spectral_norm,
                     init=self.weight_init, dtype=self.dtype, backend=self.conv_backend)(h)
     return jnp.tanh(h).astype(jnp.float32)
