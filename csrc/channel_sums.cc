@@ -57,7 +57,7 @@ struct Call {
   const float* a;
   const float* b;
   float* out;
-  int64_t rows, channels, parts;
+  int64_t members, rows, channels, parts;
   std::vector<double> totals;  // [member, part, 2, channels]
 
   void Item(int64_t index) {
@@ -71,7 +71,6 @@ struct Call {
   }
 
   void Last() {
-    const int64_t members = static_cast<int64_t>(totals.size()) / (parts * 2 * channels);
     for (int64_t m = 0; m < members; ++m) {
       for (int64_t k = 0; k < 2 * channels; ++k) {
         double sum = 0.0;
@@ -101,22 +100,22 @@ ffi::Future ChannelSums(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b
   }
   auto call = std::make_shared<Call>();
   Call& c = *call;
-  int64_t members = 1;
-  for (size_t i = 0; i < lead; ++i) members *= od[i];
+  c.members = 1;
+  for (size_t i = 0; i < lead; ++i) c.members *= od[i];
   c.channels = ad.back();
-  c.rows = c.channels == 0 || members == 0
-               ? 0 : static_cast<int64_t>(a.element_count()) / (members * c.channels);
+  c.rows = c.channels == 0 || c.members == 0
+               ? 0 : static_cast<int64_t>(a.element_count()) / (c.members * c.channels);
   c.a = static_cast<const float*>(a.untyped_data());
   c.b = static_cast<const float*>(b.untyped_data());
   c.out = static_cast<float*>(out->untyped_data());
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   const int64_t bytes = 2 * c.rows * c.channels * static_cast<int64_t>(sizeof(float));
   // Members shared evenly by the threads run whole; otherwise each is split into row chunks.
-  c.parts = members % threads == 0
+  c.parts = c.members % threads == 0
                 ? 1 : std::clamp<int64_t>(bytes / kMinChunkBytes, 1, threads);
-  c.totals.assign(members * c.parts * 2 * c.channels, 0.0);
+  c.totals.assign(c.members * c.parts * 2 * c.channels, 0.0);
   auto job = std::make_shared<ganjax::Job>(
-      "channel_sums", members * c.parts, [call](int64_t index) { call->Item(index); },
+      "channel_sums", c.members * c.parts, [call](int64_t index) { call->Item(index); },
       [call] { call->Last(); });
   return job->Start(pool, threads);
 }

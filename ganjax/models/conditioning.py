@@ -55,7 +55,7 @@ class ConditionalBatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array, labels: Array, *, train: bool) -> Array:
     c = x.shape[-1]
-    h = _plain_batch_norm(train, self.dtype, self.conv_backend)(x)
+    h = generator_batch_norm(train, self.dtype, "bn", self.conv_backend, affine=False)(x)
     emb = lambda name: class_embedding(
         layers.embed(self.num_classes, c, name=name, spectral_norm=self.spectral_norm,
                      init=self.weight_init, dtype=self.dtype), labels, self.num_classes)
@@ -74,7 +74,7 @@ class LinearConditionalBatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array, cond: Array, *, train: bool) -> Array:
     c = x.shape[-1]
-    h = _plain_batch_norm(train, self.dtype, self.conv_backend)(x)
+    h = generator_batch_norm(train, self.dtype, "bn", self.conv_backend, affine=False)(x)
     lin = lambda name: layers.dense(c, name=name, spectral_norm=self.spectral_norm,
                                     init=self.weight_init, use_bias=False, dtype=self.dtype)(cond)
     gain, bias = 1.0 + lin("gain"), lin("bias")
@@ -106,19 +106,14 @@ def _check_weights(weights: Array, num_classes: int) -> None:
                      f"{weights.shape}")
 
 
-def generator_batch_norm(train: bool, dtype: Any, name: str,
-                         backend: str = "auto") -> nn.Module:
-  """The generators' unconditional batch norm (with affine parameters; `layers.BatchNorm`,
-  whose statistics take the convolution `backend`'s CPU kernels where those apply)."""
+def generator_batch_norm(train: bool, dtype: Any, name: str, backend: str = "auto", *,
+                         affine: bool = True) -> nn.Module:
+  """The generators' batch norm (`layers.BatchNorm`, whose statistics take the convolution
+  `backend`'s CPU kernels where those apply): with its own scale and bias (``affine``), or
+  without, as the conditional batch norms normalize before their class-conditional gains."""
   return layers.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
-                          dtype=dtype, backend=backend, name=name)
-
-
-def _plain_batch_norm(train: bool, dtype: Any, backend: str) -> nn.Module:
-  """The conditional batch norms' normalization: no affine parameters of its own."""
-  return layers.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
-                          use_scale=False, use_bias=False, dtype=dtype, backend=backend,
-                          name="bn")
+                          use_scale=affine, use_bias=affine, dtype=dtype, backend=backend,
+                          name=name)
 
 
 def label_planes(x: Array, labels: Array, num_classes: int) -> Array:

@@ -21,9 +21,10 @@ three in the backward pass), each a pass over a tensor that is usually far out o
 ganjax CPU extension (`ganjax.ops.onednn`) computes a pair in one pass. Everything else is
 elementwise, and XLA fuses it with its neighbours (the activation and its gradient).
 
-`batch_norm` runs this on the extension for float32 on the CPU with the ``"auto"`` convolution
-backend (`ganjax.ops.conv.uses_onednn`); otherwise its sums are ``jnp.sum`` reductions, which is
-what `ganjax.models.layers.BatchNorm` never asks for: there it keeps flax's own form.
+`batch_norm` takes its sums from the extension (float32 on the CPU only) or, with
+``use_extension=False``, from ``jnp.sum`` reductions. `ganjax.models.layers.BatchNorm` calls it
+where the extension applies (`ganjax.ops.conv.uses_onednn`) and keeps flax's own batch norm
+everywhere else.
 """
 
 from __future__ import annotations
@@ -79,17 +80,16 @@ def _statistics(x: Array, use_extension: bool) -> tuple[Array, Array, Array]:
   return mean, jnp.maximum(raw, 0.0), raw
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _batch_norm(x, scale, bias, epsilon, use_extension):
-  mean, var, _ = _statistics(x, use_extension)
-  return (x - mean) * (scale * jax.lax.rsqrt(var + epsilon)) + bias, mean, var
-
-
 def _batch_norm_fwd(x, scale, bias, epsilon, use_extension):
   mean, var, raw = _statistics(x, use_extension)
   inv = jax.lax.rsqrt(var + epsilon)
   y = (x - mean) * (scale * inv) + bias
   return (y, mean, var), (x, scale, mean, inv, raw > 0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _batch_norm(x, scale, bias, epsilon, use_extension):
+  return _batch_norm_fwd(x, scale, bias, epsilon, use_extension)[0]
 
 
 def _batch_norm_bwd(epsilon, use_extension, res, g):
@@ -112,7 +112,6 @@ def batch_norm(x: Array, scale: Array, bias: Array, *, epsilon: float,
                use_extension: bool = True) -> tuple[Array, Array, Array]:
   """``(y, mean, var)`` of batch normalization over every axis of ``x`` but the last (see the
   module docstring), differentiable in ``x``, ``scale`` and ``bias`` to any order of reverse
-  mode. ``use_extension``: the sums on the ganjax CPU extension (float32 on the CPU only)."""
-  if use_extension and not onednn.available():
-    raise RuntimeError(f"the ganjax CPU extension is not available: {onednn.status()}")
+  mode. ``use_extension``: the sums on the ganjax CPU extension (float32 on the CPU only;
+  `ganjax.ops.onednn.channel_sums` raises where it is not available)."""
   return _batch_norm(x, scale, bias, float(epsilon), bool(use_extension))

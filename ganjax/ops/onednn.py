@@ -247,16 +247,17 @@ def flipped_kernel(w: Array) -> Array:
 
 def _require() -> None:
   if not available():
-    raise RuntimeError(f"the oneDNN convolution extension is not available: {status()}")
+    raise RuntimeError(f"the ganjax CPU extension (oneDNN convolutions, channel sums) is not "
+                       f"available: {status()}")
 
 
 def channel_sums(a: Array, b: Array) -> Array:
   """``s[0, c] = sum_r a[r, c]``, ``s[1, c] = sum_r a[r, c] * b[r, c]`` over every axis of the
-  float32 ``a`` and ``b`` (one shape) but the last, in one pass over both
+  float32 ``a`` and ``b`` (one shape, rank 2 or more) but the last, in one pass over both
   (``csrc/channel_sums.cc``; not differentiable: `ganjax.ops.batch_norm.channel_sums` is)."""
   _require()
-  if a.shape != b.shape or a.ndim < 1 or a.dtype != jnp.float32 or b.dtype != jnp.float32:
-    raise ValueError(f"channel_sums: needs two float32 arrays of one shape, not "
+  if a.shape != b.shape or a.ndim < 2 or a.dtype != jnp.float32 or b.dtype != jnp.float32:
+    raise ValueError(f"channel_sums: needs two float32 arrays of one shape of rank 2 or more, not "
                      f"{a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
   call = jax.ffi.ffi_call(_CHANNEL_SUMS, jax.ShapeDtypeStruct((2, a.shape[-1]), jnp.float32),
                           vmap_method="broadcast_all")
